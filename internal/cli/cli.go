@@ -1,0 +1,246 @@
+// Package cli is tcpkeep's command line: a dispatch table of subcommands, one
+// pflag FlagSet each, the global flags, exit codes and error lines.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tcpkeep/tcpkeep/internal/netns"
+	"github.com/tcpkeep/tcpkeep/internal/report"
+)
+
+// Exit codes (DESIGN.md). audit maps its own: see the audit command.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// env is what every command runs with. The namespace is a value here, passed down
+// to the libraries, never process state.
+type env struct {
+	stdout, stderr io.Writer
+	output         string // -o: table, json, ndjson, prom
+	netnsSpec      string // --netns as given
+	now            func() time.Time
+}
+
+// ns resolves --netns.
+func (e *env) ns() (netns.NS, error) { return netns.Resolve(e.netnsSpec) }
+
+// meta is what every record carries besides its own fields.
+func (e *env) meta(ns netns.NS) report.Meta {
+	host, _ := os.Hostname()
+	return report.Meta{TS: e.now().UTC(), Host: host, NetNS: ns.String()}
+}
+
+// command is one entry of the dispatch table.
+type command struct {
+	name    string
+	summary string
+	run     func(e *env, args []string) error
+}
+
+// commands is the dispatch table, in the order help lists them.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"sysctl", "show, set or recommend the keepalive tunables", runSysctl},
+		{"version", "print version, commit and Go version", runVersion},
+		{"help", "show help for a command", runHelp},
+	}
+}
+
+// usageError is an error in what the operator typed: exit 2 (3 for audit).
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// errHelp ends a command that printed its help on request: exit 0.
+var errHelp = errors.New("help requested")
+
+// Main runs tcpkeep with args (without the program name) and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, output: "table", now: time.Now}
+	return run(e, args)
+}
+
+func run(e *env, args []string) int {
+	fs := pflag.NewFlagSet("tcpkeep", pflag.ContinueOnError)
+	fs.SetInterspersed(false) // flags after COMMAND belong to the command
+	fs.SetOutput(io.Discard)
+	addGlobal(fs, e)
+	fs.Usage = func() { printMainUsage(e.stdout) }
+	err := fs.Parse(args)
+	if err != nil {
+		return fail(e, "", handleParseErr(fs, err, e.stdout))
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		printMainUsage(e.stderr)
+		return fail(e, "", usagef("no command given (try: tcpkeep sysctl, or tcpkeep --help)"))
+	}
+	for _, c := range commands {
+		if c.name == rest[0] {
+			return fail(e, c.name, c.run(e, rest[1:]))
+		}
+	}
+	return fail(e, "", usagef("unknown command %q (commands: %s; see tcpkeep --help)", rest[0], commandNames()))
+}
+
+// fail turns an error into the one stderr line and the exit code.
+func fail(e *env, cmd string, err error) int {
+	if err == nil || errors.Is(err, errHelp) {
+		return exitOK
+	}
+	var ee *exitCodeError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(e.stderr, "tcpkeep: %s\n", oneLine(ee.err.Error()))
+		}
+		return ee.code
+	}
+	fmt.Fprintf(e.stderr, "tcpkeep: %s\n", oneLine(err.Error()))
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// exitCodeError carries a command's own exit code (audit's monitoring-plugin codes),
+// with an optional message.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (x *exitCodeError) Error() string {
+	if x.err == nil {
+		return fmt.Sprintf("exit %d", x.code)
+	}
+	return x.err.Error()
+}
+
+func (x *exitCodeError) Unwrap() error { return x.err }
+
+func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+func commandNames() string {
+	var n []string
+	for _, c := range commands {
+		n = append(n, c.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// addGlobal adds the flags every command takes, so they work before or after it.
+func addGlobal(fs *pflag.FlagSet, e *env) {
+	if fs.Lookup("output") == nil {
+		fs.StringVarP(&e.output, "output", "o", e.output, "output format: table, json or ndjson (some commands also prom)")
+	}
+	fs.StringVar(&e.netnsSpec, "netns", e.netnsSpec, "network namespace: a name under /run/netns, a path (/proc/PID/ns/net) or pid:PID")
+	fs.BoolP("help", "h", false, "show this help")
+}
+
+// handleParseErr prints help for -h and turns other parse errors into usage errors.
+func handleParseErr(fs *pflag.FlagSet, err error, w io.Writer) error {
+	if errors.Is(err, pflag.ErrHelp) {
+		fs.Usage()
+		return errHelp
+	}
+	return usagef("%v (see -h)", err)
+}
+
+// newFlags makes a command's FlagSet; usage is printed for -h.
+func newFlags(e *env, name, usage string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprint(e.stdout, strings.TrimLeft(usage, "\n"))
+		fmt.Fprintf(e.stdout, "\nFlags:\n%s", fs.FlagUsages())
+	}
+	return fs
+}
+
+// parse parses a command's flags after adding the global ones; with -h it prints
+// the usage and returns errHelp.
+func parse(e *env, fs *pflag.FlagSet, args []string) error {
+	addGlobal(fs, e)
+	if err := fs.Parse(args); err != nil {
+		return handleParseErr(fs, err, e.stdout)
+	}
+	return nil
+}
+
+// checkOutput refuses an -o the command cannot write.
+func checkOutput(e *env, allowed ...string) error {
+	for _, a := range allowed {
+		if e.output == a {
+			return nil
+		}
+	}
+	return usagef("-o %q: this command writes %s", e.output, strings.Join(allowed, ", "))
+}
+
+// noArgs refuses stray positional arguments.
+func noArgs(fs *pflag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	return nil
+}
+
+func printMainUsage(w io.Writer) {
+	fmt.Fprint(w, `tcpkeep finds TCP connections whose peer is gone and tunes the keepalive
+settings that decide whether anyone notices.
+
+Usage:
+  tcpkeep [-o table|json|ndjson] [--netns NS] COMMAND [flags]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Global flags (before or after COMMAND):
+  -o, --output FORMAT   table (default, for people), json (one document) or ndjson
+                        (one record per line, for log pipelines)
+      --netns NS        the network namespace to work in: a name under /run/netns,
+                        a path such as /proc/PID/ns/net, or pid:PID (default: the
+                        namespace tcpkeep runs in)
+  -h, --help            help; 'tcpkeep COMMAND -h' for a command's own
+
+Examples:
+  tcpkeep sysctl                              the tunables and what they imply
+  tcpkeep sysctl recommend --behind aws-nlb   values that fit an AWS NLB
+  tcpkeep --netns web sysctl set --time 60s --intvl 10s --probes 5
+
+Exit codes: 0 success, 1 runtime error, 2 usage error.
+`)
+}
+
+func runHelp(e *env, args []string) error {
+	if len(args) == 0 {
+		printMainUsage(e.stdout)
+		return nil
+	}
+	for _, c := range commands {
+		if c.name == args[0] && c.name != "help" {
+			return c.run(e, append(args[1:], "-h"))
+		}
+	}
+	return usagef("help: unknown command %q (commands: %s)", args[0], commandNames())
+}

@@ -1,0 +1,195 @@
+// Package netns names network namespaces the way an operator does (a name under
+// /run/netns, a path such as /proc/PID/ns/net, or pid:PID) and runs code inside one.
+//
+// A namespace is a value passed down to whatever needs it, never process state:
+// Do enters it on a locked OS thread and always comes back, so the rest of the
+// program keeps running in the namespace it started in.
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// RunDir is where `ip netns add` binds named namespaces.
+const RunDir = "/run/netns"
+
+// ErrNotExist reports a namespace that does not exist.
+var ErrNotExist = errors.New("no such network namespace")
+
+// NS identifies one network namespace.
+type NS struct {
+	// Spec is what the operator gave: a name, a path, pid:PID, or "" for the
+	// namespace tcpkeep runs in.
+	Spec string
+	// Path is the file that refers to the namespace.
+	Path string
+}
+
+// Self is the namespace of the calling thread: the one tcpkeep was started in,
+// as long as nobody has entered another one on this thread.
+func Self() NS { return NS{Path: "/proc/thread-self/ns/net"} }
+
+// Resolve turns an operator's spelling into a namespace and checks that it exists
+// and is a network namespace.
+func Resolve(spec string) (NS, error) {
+	var ns NS
+	switch {
+	case spec == "":
+		return Self(), nil
+	case strings.HasPrefix(spec, "pid:"):
+		pid, err := strconv.Atoi(spec[len("pid:"):])
+		if err != nil || pid <= 0 {
+			return NS{}, fmt.Errorf("netns %q: pid:PID needs a positive process ID", spec)
+		}
+		ns = NS{Spec: spec, Path: fmt.Sprintf("/proc/%d/ns/net", pid)}
+	case strings.ContainsRune(spec, '/'):
+		ns = NS{Spec: spec, Path: spec}
+	default:
+		if spec == "." || spec == ".." {
+			return NS{}, fmt.Errorf("netns %q: not a namespace name (list them with: ip netns list)", spec)
+		}
+		ns = NS{Spec: spec, Path: filepath.Join(RunDir, spec)}
+	}
+	if err := ns.check(); err != nil {
+		return NS{}, err
+	}
+	return ns, nil
+}
+
+func (ns NS) check() error {
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("netns %q: %w: %s does not exist (%s)", ns.Spec, ErrNotExist, ns.Path, ns.hint())
+		}
+		return fmt.Errorf("netns %q: %w", ns.Spec, err)
+	}
+	defer f.Close()
+	// NS_GET_NSTYPE tells a network namespace from any other file.
+	t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil || t != unix.CLONE_NEWNET {
+		return fmt.Errorf("netns %q: %s is not a network namespace (%s)", ns.Spec, ns.Path, ns.hint())
+	}
+	return nil
+}
+
+func (ns NS) hint() string {
+	switch {
+	case strings.HasPrefix(ns.Spec, "pid:"):
+		return "is the process running?"
+	case strings.ContainsRune(ns.Spec, '/'):
+		return "give a namespace file such as /proc/PID/ns/net or /run/netns/NAME"
+	default:
+		return "list them with: ip netns list"
+	}
+}
+
+// String names the namespace for people and for the netns field of records:
+// the operator's spelling, or "self" for the namespace tcpkeep runs in.
+func (ns NS) String() string {
+	if ns.Spec == "" {
+		return "self"
+	}
+	return ns.Spec
+}
+
+// Open opens the namespace file, for APIs that take a namespace descriptor
+// (netlink's Config.NetNS, setns). The caller closes it.
+func (ns NS) Open() (*os.File, error) {
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: %w", ns, err)
+	}
+	return f, nil
+}
+
+// Inode is the namespace's identity: two files refer to the same namespace when
+// their inodes (on nsfs) are equal.
+func (ns NS) Inode() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(ns.Path, &st); err != nil {
+		return 0, fmt.Errorf("netns %s: %w", ns, err)
+	}
+	return st.Ino, nil
+}
+
+// IsHost reports whether ns is the host's namespace, the one PID 1 runs in.
+// Settings persisted under /etc/sysctl.d reach only that namespace at boot.
+func (ns NS) IsHost() (bool, error) {
+	a, err := ns.Inode()
+	if err != nil {
+		return false, err
+	}
+	b, err := (NS{Spec: "pid:1", Path: "/proc/1/ns/net"}).Inode()
+	if err != nil {
+		return false, err
+	}
+	return a == b, nil
+}
+
+// Do runs fn on an OS thread that has entered ns, then returns the thread to the
+// namespace it was in. Files under /proc/sys/net, and sockets, belong to the
+// namespace of the thread that opens or creates them, so open them inside fn.
+//
+// Do runs fn on a new goroutine: if the thread cannot be returned, it stays locked
+// and dies with that goroutine instead of serving other code in the wrong namespace.
+func (ns NS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		back, err := ns.enter()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		ferr := fn()
+		if err := back(); err != nil {
+			// The thread stays locked: Go ends it with this goroutine.
+			errc <- errors.Join(ferr, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// enter switches the locked calling thread into ns and returns how to come back.
+func (ns NS) enter() (back func() error, err error) {
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("netns: open current namespace: %w", err)
+	}
+	target, err := os.Open(ns.Path)
+	if err != nil {
+		orig.Close()
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("netns %q: %w: %s does not exist (%s)", ns.Spec, ErrNotExist, ns.Path, ns.hint())
+		}
+		return nil, fmt.Errorf("netns %s: %w", ns, err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		orig.Close()
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("enter netns %s: %w (entering a namespace needs CAP_SYS_ADMIN: run as root)", ns, err)
+		}
+		return nil, fmt.Errorf("enter netns %s: %w", ns, err)
+	}
+	return func() error {
+		defer orig.Close()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("leave netns %s: %w", ns, err)
+		}
+		return nil
+	}, nil
+}
