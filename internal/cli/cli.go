@@ -30,6 +30,9 @@ type env struct {
 	output         string // -o: table, json, ndjson, prom
 	netnsSpec      string // --netns as given
 	now            func() time.Time
+	// isHost tells whether a namespace is the host's (where sysctl.d applies);
+	// tests stand in for it to persist from a throwaway namespace.
+	isHost func(netns.NS) (bool, error)
 }
 
 // ns resolves --netns.
@@ -71,7 +74,7 @@ var errHelp = errors.New("help requested")
 
 // Main runs tcpkeep with args (without the program name) and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, output: "table", now: time.Now}
+	e := &env{stdout: stdout, stderr: stderr, output: "table", now: time.Now, isHost: netns.NS.IsHost}
 	return run(e, args)
 }
 
@@ -81,13 +84,11 @@ func run(e *env, args []string) int {
 	fs.SetOutput(io.Discard)
 	addGlobal(fs, e)
 	fs.Usage = func() { printMainUsage(e.stdout) }
-	err := fs.Parse(args)
-	if err != nil {
-		return fail(e, "", handleParseErr(fs, err, e.stdout))
+	if err := parseFlags(fs, args); err != nil {
+		return fail(e, "", err)
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		printMainUsage(e.stderr)
 		return fail(e, "", usagef("no command given (try: tcpkeep sysctl, or tcpkeep --help)"))
 	}
 	for _, c := range commands {
@@ -153,13 +154,17 @@ func addGlobal(fs *pflag.FlagSet, e *env) {
 	fs.BoolP("help", "h", false, "show this help")
 }
 
-// handleParseErr prints help for -h and turns other parse errors into usage errors.
-func handleParseErr(fs *pflag.FlagSet, err error, w io.Writer) error {
-	if errors.Is(err, pflag.ErrHelp) {
+// parseFlags parses args, prints the usage for -h, and turns parse errors into
+// usage errors.
+func parseFlags(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v (see -h)", err)
+	}
+	if h, _ := fs.GetBool("help"); h {
 		fs.Usage()
 		return errHelp
 	}
-	return usagef("%v (see -h)", err)
+	return nil
 }
 
 // newFlags makes a command's FlagSet; usage is printed for -h.
@@ -178,10 +183,7 @@ func newFlags(e *env, name, usage string) *pflag.FlagSet {
 // the usage and returns errHelp.
 func parse(e *env, fs *pflag.FlagSet, args []string) error {
 	addGlobal(fs, e)
-	if err := fs.Parse(args); err != nil {
-		return handleParseErr(fs, err, e.stdout)
-	}
-	return nil
+	return parseFlags(fs, args)
 }
 
 // checkOutput refuses an -o the command cannot write.

@@ -191,18 +191,18 @@ type change struct {
 
 // checkPersist refuses --persist for a namespace other than the host's: sysctl.d
 // applies at boot, to the host's namespace only.
-func checkPersist(ns netns.NS, persist string) error {
+func checkPersist(e *env, ns netns.NS, persist string) error {
 	if persist == "" {
 		return nil
 	}
-	host, err := ns.IsHost()
+	host, err := e.isHost(ns)
 	if err != nil {
 		return fmt.Errorf("--persist: cannot tell whether netns %s is the host's: %w", ns, err)
 	}
 	if !host {
 		return usagef("--persist: netns %s is not the host's namespace, and sysctl.d files apply at boot to the host's only; persist a container's values in its own configuration (its runtime's sysctls)", ns)
 	}
-	if persist == "" || strings.HasSuffix(persist, "/") {
+	if strings.HasSuffix(persist, "/") {
 		return usagef("--persist=%q: give a file name, as %s", persist, sysctl.DefaultPersistFile)
 	}
 	return nil
@@ -314,6 +314,9 @@ Examples:
 	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
 		return err
 	}
+	if fs.Changed("persist") && persist == "" {
+		return usagef("--persist=: give a file name, or --persist alone for %s", sysctl.DefaultPersistFile)
+	}
 	if !tm.set && !iv.set && !pr.set {
 		return usagef("sysctl set: nothing to set: give --time, --intvl and/or --probes (see -h)")
 	}
@@ -321,7 +324,7 @@ Examples:
 	if err != nil {
 		return err
 	}
-	if err := checkPersist(ns, persist); err != nil {
+	if err := checkPersist(e, ns, persist); err != nil {
 		return err
 	}
 	cur, err := sysctl.Read(ns)
@@ -402,6 +405,9 @@ Examples:
 	if fs.Changed("detect-within") && detect <= 0 {
 		return usagef("--detect-within %v: want a positive duration", detect)
 	}
+	if fs.Changed("persist") && persist == "" {
+		return usagef("--persist=: give a file name, or --persist alone for %s", sysctl.DefaultPersistFile)
+	}
 	if persist != "" && !apply {
 		return usagef("--persist goes with --apply: recommend changes nothing without it")
 	}
@@ -411,7 +417,7 @@ Examples:
 	if ns, err = e.ns(); err != nil {
 		return err
 	}
-	if err := checkPersist(ns, persist); err != nil {
+	if err := checkPersist(e, ns, persist); err != nil {
 		return err
 	}
 	cur, err := sysctl.Read(ns)

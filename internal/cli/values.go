@@ -44,7 +44,7 @@ func parseDuration(s string) (time.Duration, error) {
 // whole seconds from 1 to max.
 func parseSeconds(s string, max int) (time.Duration, error) {
 	want := fmt.Sprintf("want whole seconds from 1 to %d, as 90, 90s or 2m", max)
-	if isNumber(s) && !isDigits(s) {
+	if isNumber(s) && strings.ContainsRune(s, '.') {
 		return 0, fmt.Errorf("%q has a fraction: %s", s, want)
 	}
 	d, err := parseDuration(s)

@@ -40,6 +40,18 @@ func Self() NS { return NS{Path: "/proc/thread-self/ns/net"} }
 // Resolve turns an operator's spelling into a namespace and checks that it exists
 // and is a network namespace.
 func Resolve(spec string) (NS, error) {
+	ns, err := parse(spec)
+	if err != nil || spec == "" {
+		return ns, err
+	}
+	if err := ns.check(); err != nil {
+		return NS{}, err
+	}
+	return ns, nil
+}
+
+// parse maps a spelling to a path, touching no file.
+func parse(spec string) (NS, error) {
 	var ns NS
 	switch {
 	case spec == "":
@@ -58,13 +70,14 @@ func Resolve(spec string) (NS, error) {
 		}
 		ns = NS{Spec: spec, Path: filepath.Join(RunDir, spec)}
 	}
-	if err := ns.check(); err != nil {
-		return NS{}, err
-	}
 	return ns, nil
 }
 
 func (ns NS) check() error {
+	// Only a regular-looking file can be a namespace: never open a FIFO or device.
+	if st, err := os.Stat(ns.Path); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("netns %q: %s is not a network namespace (%s)", ns.Spec, ns.Path, ns.hint())
+	}
 	f, err := os.Open(ns.Path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -122,7 +135,9 @@ func (ns NS) Inode() (uint64, error) {
 }
 
 // IsHost reports whether ns is the host's namespace, the one PID 1 runs in.
-// Settings persisted under /etc/sysctl.d reach only that namespace at boot.
+// Settings persisted under /etc/sysctl.d reach only that namespace at boot. Where
+// PID 1's namespace cannot be read (a sandbox that hides PID 1), the namespace
+// tcpkeep runs in stands for the host's.
 func (ns NS) IsHost() (bool, error) {
 	a, err := ns.Inode()
 	if err != nil {
@@ -130,7 +145,9 @@ func (ns NS) IsHost() (bool, error) {
 	}
 	b, err := (NS{Spec: "pid:1", Path: "/proc/1/ns/net"}).Inode()
 	if err != nil {
-		return false, err
+		if b, err = Self().Inode(); err != nil {
+			return false, err
+		}
 	}
 	return a == b, nil
 }
