@@ -98,4 +98,3 @@ func TestIsHost(t *testing.T) {
 		t.Fatalf("a throwaway namespace: IsHost = %v, %v; want false", h, err)
 	}
 }
-
