@@ -87,12 +87,23 @@ func isDigits(s string) bool {
 	return true
 }
 
-// isNumber reports a plain decimal such as "1.5" or "-2" (no unit).
+// isNumber reports a plain decimal without a unit, such as "1.5", "-2" or "+3".
 func isNumber(s string) bool {
-	_, err := strconv.ParseFloat(s, 64)
-	return err == nil && strings.IndexFunc(s, func(r rune) bool {
-		return r == 'e' || r == 'E' || r == 'x' || r == 'X' || r == 'p' || r == 'P' || r == 'n' || r == 'N' || r == 'i' || r == 'I'
-	}) < 0
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	digits, dots := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] >= '0' && s[i] <= '9':
+			digits++
+		case s[i] == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && dots <= 1
 }
 
 // durationFlag is a pflag.Value for parseDuration.
