@@ -17,6 +17,9 @@ type Namespace interface {
 	Do(fn func() error) error
 }
 
+// DefaultPort is the heartbeat's TCP port where an address gives none.
+const DefaultPort = 7077
+
 // in runs fn inside ns, or right here when ns is nil.
 func in(ns Namespace, fn func() error) error {
 	if ns == nil {
