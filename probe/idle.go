@@ -1,11 +1,11 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -96,8 +96,8 @@ type IdleResult struct {
 // that survived and the shortest that died, until the two are within Resolution.
 //
 // It takes about Max or the path's timeout, whichever is shorter, for the first
-// round, and as long again for each later one. onTrial, if not nil, is called after
-// each checked connection, from the goroutine that called DiscoverIdle.
+// round, and as long again for each later one. onTrial, if not nil, is called as
+// each connection is checked, from the goroutine that called DiscoverIdle.
 //
 // The server must not close silent connections sooner than Max (a Server's
 // ReadTimeout). A connection that cannot be made or that is not answered before
@@ -117,6 +117,7 @@ func DiscoverIdle(ctx context.Context, cfg IdleConfig, onTrial func(Trial)) (Idl
 		first = append(first, d)
 	}
 	lo, hi := time.Duration(0), time.Duration(0) // longest survived, shortest died (0: none)
+	var all []Trial
 	for round := 1; ; round++ {
 		var periods []time.Duration
 		if round == 1 {
@@ -130,28 +131,24 @@ func DiscoverIdle(ctx context.Context, cfg IdleConfig, onTrial func(Trial)) (Idl
 				break
 			}
 		}
-		trials, err := runRound(ctx, cfg, round, periods)
+		trials, err := runRound(ctx, cfg, round, periods, onTrial)
 		if err != nil {
 			return res, err
 		}
+		res.Trials += len(trials)
+		all = append(all, trials...)
 		for _, t := range trials {
-			res.Trials++
-			if onTrial != nil {
-				onTrial(t)
-			}
 			if !t.Survived && (hi == 0 || t.Idle < hi) {
 				hi = t.Idle
 			}
 		}
 		// A path that is not monotonic (a shorter period died where a longer one
 		// survived) is read conservatively: what survived counts only below hi.
-		for _, t := range trials {
+		lo = 0
+		for _, t := range all {
 			if t.Survived && t.Idle > lo && (hi == 0 || t.Idle < hi) {
 				lo = t.Idle
 			}
-		}
-		if lo >= hi && hi != 0 {
-			lo = 0
 		}
 	}
 	res.Survived, res.Died, res.Estimate = lo, hi, lo
@@ -177,60 +174,61 @@ func between(lo, hi, res time.Duration, n int) []time.Duration {
 }
 
 // runRound runs one trial per period in parallel and returns the checked ones in
-// order of period. When one dies, the longer ones still idling are abandoned.
-func runRound(parent context.Context, cfg IdleConfig, round int, periods []time.Duration) ([]Trial, error) {
+// order of period, calling onTrial as each is checked. When one dies, the longer
+// ones still idling are abandoned: they would die too.
+func runRound(parent context.Context, cfg IdleConfig, round int, periods []time.Duration, onTrial func(Trial)) ([]Trial, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	type result struct {
+		i   int
 		t   Trial
 		err error
-		ok  bool // checked, not abandoned
 	}
-	results := make([]result, len(periods))
+	results := make(chan result, len(periods))
 	cancels := make([]context.CancelFunc, len(periods))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
 	for i, d := range periods {
 		tctx, tcancel := context.WithCancel(ctx)
 		cancels[i] = tcancel
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			defer tcancel()
 			t, err := trial(tctx, cfg, d)
 			t.Round = round
-			mu.Lock()
-			defer mu.Unlock()
-			if tctx.Err() != nil && err != nil {
-				return // abandoned, or the whole run ended
+			results <- result{i, t, err}
+		}()
+	}
+	abandoned := make([]bool, len(periods))
+	var out []Trial
+	var firstErr error
+	for range periods { // every goroutine sends once: none outlives the round
+		r := <-results
+		cancels[r.i]()
+		switch {
+		case r.err != nil && (abandoned[r.i] || parent.Err() != nil || firstErr != nil):
+			// Abandoned, interrupted, or the round already failed.
+		case r.err != nil:
+			firstErr = r.err
+			cancel() // the path is broken: end the round
+		default:
+			out = append(out, r.t)
+			if onTrial != nil {
+				onTrial(r.t)
 			}
-			results[i] = result{t: t, err: err, ok: true}
-			if err != nil {
-				cancel() // the path is broken: end the round
-				return
-			}
-			if !t.Survived {
+			if !r.t.Survived {
 				for j, dj := range periods {
-					if dj > d {
+					if dj > r.t.Idle && !abandoned[j] {
+						abandoned[j] = true
 						cancels[j]()
 					}
 				}
 			}
-		}()
+		}
 	}
-	wg.Wait()
 	if err := parent.Err(); err != nil {
 		return nil, err
 	}
-	var out []Trial
-	for _, r := range results {
-		if r.err != nil {
-			return nil, r.err
-		}
-		if r.ok {
-			out = append(out, r.t)
-		}
+	if firstErr != nil {
+		return nil, firstErr
 	}
+	slices.SortFunc(out, func(a, b Trial) int { return cmp.Compare(a.Idle, b.Idle) })
 	return out, nil
 }
 
