@@ -285,7 +285,7 @@ func TestProbeCLI(t *testing.T) {
 		// interval x misses + timeout, and the time a process takes to print and exit.
 		bound := 3*200*time.Millisecond + 100*time.Millisecond
 		t.Logf("declared dead %v after the link went down (bound %v)", took, bound)
-		if took > bound+300*time.Millisecond {
+		if took > bound+500*time.Millisecond {
 			t.Fatalf("declared dead %v after the link went down, bound %v", took, bound)
 		}
 	})
