@@ -211,6 +211,29 @@ func TestStopDrains(t *testing.T) {
 		c.receiveIter = receiveIter
 		stopDrains(t, c, n)
 	}
+
+	// The dump allocates per request, never per socket: a dump of n sockets
+	// makes far fewer than n allocations.
+	c := dialNS(t, ns)
+	allocs := testing.AllocsPerRun(3, func() {
+		for _, err := range c.Sockets(context.Background(), nil) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs > 100 {
+		t.Fatalf("a dump of %d sockets made %.0f allocations, want a constant few (<= 100)", n, allocs)
+	}
+	var s Socket
+	msgs := fixtureMessages(t, fixtures[0])
+	if a := testing.AllocsPerRun(10, func() {
+		for _, m := range msgs {
+			decode(m, &s)
+		}
+	}); a != 0 {
+		t.Fatalf("decoding made %.1f allocations, want 0", a)
+	}
 }
 
 func stopDrains(t *testing.T, c *Conn, n int) {
