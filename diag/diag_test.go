@@ -99,9 +99,16 @@ func TestFilterInKernel(t *testing.T) {
 			}
 		}
 	}
+	// A dual-stack listener: the connections it accepts from IPv4 clients are
+	// IPv6 sockets with IPv4-mapped addresses.
+	dual := ns.Listen("[::]:7200")
+	for range 2 {
+		ns.Dial("127.0.0.1:7200")
+		acceptHold(t, dual)
+	}
 	all := dumpAll(t, c, nil)
-	if len(all) != 9+9*2*2 {
-		t.Fatalf("dumped %d sockets, want 45", len(all))
+	if len(all) != 9+9*2*2+5 {
+		t.Fatalf("dumped %d sockets, want 50", len(all))
 	}
 	pfx := netip.MustParsePrefix
 	filters := map[string]Filter{
@@ -123,6 +130,9 @@ func TestFilterInKernel(t *testing.T) {
 		"listening, sport 7100": {States: Of(StateListen), SPort: PortRange{7100, 7100}},
 		"everything in ranges":  {SPort: PortRange{1, 65535}, DPort: PortRange{0, 65535}},
 		"nothing":               {SPort: PortRange{9000, 9001}},
+		"v6, IPv4 src (mapped)": {Family: FamilyInet6, Src: pfx("127.0.0.0/8")},
+		"mapped dst prefix":     {Dst: pfx("::ffff:127.0.0.0/104")},
+		"IPv4 src, both":        {Src: pfx("127.0.0.1/32"), SPort: PortRange{7200, 7200}},
 	}
 	cookies := func(socks []Socket) []uint64 {
 		var out []uint64
