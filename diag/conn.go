@@ -291,15 +291,21 @@ func (c *Conn) Destroy(s *Socket) error {
 		Header: netlink.Header{Type: unix.SOCK_DESTROY, Flags: netlink.Request | netlink.Acknowledge},
 		Data:   b,
 	})
+	return destroyError(s, c.ns, err)
+}
+
+// destroyError maps the kernel's answer to SOCK_DESTROY to what a caller can
+// test with errors.Is.
+func destroyError(s *Socket, ns string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.ENOENT):
-		return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), c.ns, ErrNotFound)
+		return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), ns, ErrNotFound)
 	case errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), c.ns, ErrDestroyUnsupported)
+		return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), ns, ErrDestroyUnsupported)
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("destroy %s in netns %s: %w (closing a socket needs root or CAP_NET_ADMIN)", s.ID(), c.ns, err)
+		return fmt.Errorf("destroy %s in netns %s: %w (closing a socket needs root or CAP_NET_ADMIN)", s.ID(), ns, err)
 	}
-	return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), c.ns, err)
+	return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), ns, err)
 }

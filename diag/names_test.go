@@ -2,12 +2,14 @@ package diag
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -247,5 +249,32 @@ func TestTCPInfoOffsets(t *testing.T) {
 	}
 	if s := unsafe.Sizeof(ti); s != 280 {
 		t.Errorf("unix.TCPInfo is %d bytes; this kernel sends 280", s)
+	}
+}
+
+// TestDestroyErrors maps the errors SOCK_DESTROY answers with, as the netlink
+// package returns them; EOPNOTSUPP (a kernel without CONFIG_INET_DIAG_DESTROY)
+// cannot be provoked on this kernel.
+func TestDestroyErrors(t *testing.T) {
+	s := &Socket{Local: netip.MustParseAddrPort("10.0.0.1:1"), Remote: netip.MustParseAddrPort("10.0.0.2:2"), Cookie: 7}
+	for _, c := range []struct {
+		errno unix.Errno
+		is    error
+		says  string
+	}{
+		{unix.ENOENT, ErrNotFound, "already closed"},
+		{unix.EOPNOTSUPP, ErrDestroyUnsupported, "CONFIG_INET_DIAG_DESTROY"},
+		{unix.EPERM, unix.EPERM, "CAP_NET_ADMIN"},
+		{unix.EACCES, unix.EACCES, "CAP_NET_ADMIN"},
+		{unix.EINVAL, unix.EINVAL, "invalid argument"},
+	} {
+		err := destroyError(s, "web", &netlink.OpError{Op: "receive", Err: c.errno})
+		if !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.says) ||
+			!strings.Contains(err.Error(), "netns web") || !strings.Contains(err.Error(), "cookie 0x7") {
+			t.Errorf("%v: %v", c.errno, err)
+		}
+	}
+	if destroyError(s, "web", nil) != nil {
+		t.Error("success is an error")
 	}
 }
