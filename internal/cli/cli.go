@@ -87,6 +87,10 @@ func run(e *env, args []string) int {
 		return fail(e, "", handleParseErr(fs, err, e.stdout))
 	}
 	rest := fs.Args()
+	if h, _ := fs.GetBool("help"); h && len(rest) == 0 {
+		printMainUsage(e.stdout)
+		return exitOK
+	}
 	if len(rest) == 0 {
 		printMainUsage(e.stderr)
 		return fail(e, "", usagef("no command given (try: tcpkeep sysctl, or tcpkeep --help)"))
@@ -181,6 +185,12 @@ func parse(e *env, fs *pflag.FlagSet, args []string) error {
 	addGlobal(fs, e)
 	if err := fs.Parse(args); err != nil {
 		return handleParseErr(fs, err, e.stdout)
+	}
+	// -h is a defined flag (addGlobal), so pflag parses it rather than
+	// returning ErrHelp.
+	if h, _ := fs.GetBool("help"); h {
+		fs.Usage()
+		return errHelp
 	}
 	return nil
 }
