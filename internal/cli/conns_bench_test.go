@@ -121,11 +121,14 @@ func BenchmarkConnsVsSS(b *testing.B) {
 				runs++
 			}
 			b.StopTimer()
-			var rss, ssRSS int64
+			var rss, ssRSS, pRSS int64
 			for range 3 {
 				rss = max(rss, peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson"))
 				ssRSS = max(ssRSS, peakRSS(b, ns, devnull, "ss", "-tinoeH"))
 			}
+			// -p keeps one map entry per socket inode on the host.
+			pRSS = peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson", "-p")
+			b.ReportMetric(float64(pRSS)/1024, "conns-p-peak-RSS-MiB")
 			b.ReportMetric(float64(made), "sockets")
 			b.ReportMetric(float64(ssT.Microseconds())/1000/float64(runs), "ss-ms")
 			b.ReportMetric(float64(tkT.Microseconds())/1000/float64(runs), "conns-ms")
