@@ -57,6 +57,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"sysctl", "show, set or recommend the keepalive tunables", runSysctl},
+		{"conns", "list TCP sockets: state, timers, idle time, keepalive, next probe", runConns},
 		{"probe", "heartbeat a peer, serve heartbeats, or measure a path's idle timeout", runProbe},
 		{"version", "print version, commit and Go version", runVersion},
 		{"help", "show help for a command", runHelp},
