@@ -1,0 +1,140 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// SockOpts are a socket's real keepalive options as its owner set them, read with
+// getsockopt on a duplicate of the owner's descriptor. TCP_KEEPIDLE, INTVL and CNT
+// read back the namespace's tunables when the socket did not set its own, so
+// these are the values the kernel uses for it.
+type SockOpts struct {
+	KeepAlive   bool          // SO_KEEPALIVE
+	KeepIdle    time.Duration // TCP_KEEPIDLE: idle time before the first probe
+	KeepIntvl   time.Duration // TCP_KEEPINTVL: time between unanswered probes
+	KeepCnt     int           // TCP_KEEPCNT: unanswered probes before the drop
+	UserTimeout time.Duration // TCP_USER_TIMEOUT: 0 means the kernel's default (tcp_retries2)
+}
+
+// Errors that say why options could not be read at all, so a caller can say so
+// once instead of for every socket. Test with errors.Is.
+var (
+	// ErrNotPermitted: pidfd_getfd needs ptrace rights over the owner
+	// (PTRACE_MODE_ATTACH_REALCREDS): run as root.
+	ErrNotPermitted = errors.New("not permitted to duplicate another process's socket (needs root or ptrace rights over it)")
+	// ErrUnsupported: pidfd_open and pidfd_getfd need Linux 5.6.
+	ErrUnsupported = errors.New("kernel cannot duplicate another process's socket (pidfd_getfd needs Linux 5.6)")
+	// ErrGone: the process exited or closed the descriptor since the scan, or
+	// the descriptor now refers to another socket. Nothing to report.
+	ErrGone = errors.New("socket gone since the process scan")
+)
+
+// OptReader reads socket options from their owners. It keeps one pidfd per
+// process it has read from; Close releases them. Not safe for concurrent use.
+type OptReader struct {
+	pidfds map[int]int // pid -> pidfd; -1 when pidfd_open failed
+	errs   map[int]error
+}
+
+// NewOptReader returns a reader with nothing open yet.
+func NewOptReader() *OptReader {
+	return &OptReader{pidfds: make(map[int]int), errs: make(map[int]error)}
+}
+
+// Close closes the pidfds the reader opened.
+func (r *OptReader) Close() error {
+	for pid, fd := range r.pidfds {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		delete(r.pidfds, pid)
+	}
+	return nil
+}
+
+// Read reads the options of the socket with this inode, descriptor o.FD in
+// process o.PID. The duplicate descriptor is closed before Read returns. The
+// error wraps ErrNotPermitted, ErrUnsupported or ErrGone where one applies.
+func (r *OptReader) Read(o Owner, inode uint32, opts *SockOpts) error {
+	pidfd, err := r.pidfd(o.PID)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.PidfdGetfd(pidfd, o.FD, 0)
+	if err != nil {
+		return classify(fmt.Sprintf("pidfd_getfd pid %d fd %d", o.PID, o.FD), err)
+	}
+	defer unix.Close(fd)
+	// The descriptor number may have been closed and reused since the scan.
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Ino != uint64(inode) {
+		return ErrGone
+	}
+	return getOpts(fd, opts)
+}
+
+func (r *OptReader) pidfd(pid int) (int, error) {
+	if fd, ok := r.pidfds[pid]; ok {
+		if fd < 0 {
+			return -1, r.errs[pid]
+		}
+		return fd, nil
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		err = classify(fmt.Sprintf("pidfd_open pid %d", pid), err)
+		r.pidfds[pid], r.errs[pid] = -1, err
+		return -1, err
+	}
+	r.pidfds[pid] = fd
+	return fd, nil
+}
+
+// classify maps the kernel's errors to the package's.
+func classify(op string, err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%s: %w", op, ErrNotPermitted)
+	case errors.Is(err, unix.ENOSYS):
+		return fmt.Errorf("%s: %w", op, ErrUnsupported)
+	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF):
+		return ErrGone
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// getOpts reads the options of a socket descriptor this process holds.
+func getOpts(fd int, opts *SockOpts) error {
+	ka, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	if err != nil {
+		return fmt.Errorf("getsockopt SO_KEEPALIVE: %w", err)
+	}
+	idle, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	if err != nil {
+		return fmt.Errorf("getsockopt TCP_KEEPIDLE: %w", err)
+	}
+	intvl, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
+	if err != nil {
+		return fmt.Errorf("getsockopt TCP_KEEPINTVL: %w", err)
+	}
+	cnt, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
+	if err != nil {
+		return fmt.Errorf("getsockopt TCP_KEEPCNT: %w", err)
+	}
+	uto, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	if err != nil {
+		return fmt.Errorf("getsockopt TCP_USER_TIMEOUT: %w", err)
+	}
+	*opts = SockOpts{
+		KeepAlive:   ka != 0,
+		KeepIdle:    time.Duration(idle) * time.Second,
+		KeepIntvl:   time.Duration(intvl) * time.Second,
+		KeepCnt:     cnt,
+		UserTimeout: time.Duration(uto) * time.Millisecond,
+	}
+	return nil
+}
