@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
@@ -83,16 +84,6 @@ type Owner struct {
 	Comm string
 }
 
-// Sockopts are a socket's real options, read from its owner's descriptor.
-// Durations are zero where the option could not be read.
-type Sockopts struct {
-	KeepAlive   bool
-	KeepIdle    time.Duration
-	KeepIntvl   time.Duration
-	KeepCnt     int
-	UserTimeout time.Duration
-}
-
 // Config is what an audit checks against.
 type Config struct {
 	// MaxIdle is idle_no_keepalive's threshold.
@@ -116,7 +107,7 @@ type Config struct {
 	Owner func(s *diag.Socket) (Owner, bool)
 	// Sockopts reads a socket's real options from its owner; nil means they are
 	// inferred from what sock_diag shows and the tunables.
-	Sockopts func(s *diag.Socket) (Sockopts, bool)
+	Sockopts func(s *diag.Socket) (proc.SockOpts, bool)
 }
 
 // DefaultConfig is Config with DESIGN.md's defaults and the given tunables.
@@ -135,7 +126,7 @@ type Finding struct {
 	// Owner is the process holding Socket, when it was resolved.
 	Owner *Owner
 	// Sockopts are Socket's real options, when they were read.
-	Sockopts *Sockopts
+	Sockopts *proc.SockOpts
 }
 
 // Summary counts what an audit saw.
@@ -286,7 +277,7 @@ type sockCtx struct {
 	ownerDone, optsDone bool
 	ownerOK, optsOK     bool
 	ownerV              Owner
-	optsV               Sockopts
+	optsV               proc.SockOpts
 }
 
 func (c *sockCtx) reset(a *Auditor, s *diag.Socket) { *c = sockCtx{a: a, s: s} }
@@ -310,7 +301,7 @@ func (c *sockCtx) owner() (Owner, bool) {
 	return c.ownerV, c.ownerOK
 }
 
-func (c *sockCtx) sockopts() (Sockopts, bool) {
+func (c *sockCtx) sockopts() (proc.SockOpts, bool) {
 	if !c.optsDone {
 		c.optsDone = true
 		if c.a.cfg.Sockopts != nil && c.s.Inode != 0 {

@@ -110,11 +110,11 @@ func idleNoKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 	if s.State != diag.StateEstablished || max <= 0 || s.Info.Len == 0 {
 		return 0, "", false
 	}
-	idle := idleOf(s)
+	idle := s.Idle()
 	if idle < max {
 		return 0, "", false
 	}
-	armed, known := keepaliveArmed(s)
+	armed, known := s.KeepaliveArmed()
 	if !known {
 		// A pending retransmit or zero-window timer hides keepalive; only the
 		// owner's socket option can tell.
@@ -138,7 +138,7 @@ func idleOverlong(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 	if lim <= 0 || s.State != diag.StateEstablished || s.Info.Len == 0 {
 		return 0, "", false
 	}
-	idle := idleOf(s)
+	idle := s.Idle()
 	if idle < lim {
 		return 0, "", false
 	}
@@ -170,7 +170,7 @@ func closeWaitStale(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 	if s.State != diag.StateCloseWait || s.Info.Len == 0 {
 		return 0, "", false
 	}
-	idle := idleOf(s)
+	idle := s.Idle()
 	if idle < after {
 		return 0, "", false
 	}
@@ -280,7 +280,7 @@ func (c *sockCtx) effectiveKeepIdle() (d time.Duration, how string, ok bool) {
 			return o.KeepIdle, "the socket's TCP_KEEPIDLE", true
 		}
 	}
-	armed, known := keepaliveArmed(s)
+	armed, known := s.KeepaliveArmed()
 	if known && !armed {
 		return 0, "", false
 	}

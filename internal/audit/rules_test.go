@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
@@ -43,7 +44,7 @@ type ruleCase struct {
 	name string
 	cfg  func(*Config)
 	s    *diag.Socket
-	opts *Sockopts
+	opts *proc.SockOpts
 	sev  Severity // 0: not flagged
 	want []string // substrings of the message
 }
@@ -55,7 +56,7 @@ func runRule(t *testing.T, check func(*sockCtx, *diag.Socket) (Severity, string,
 			cfg := DefaultConfig(tunables)
 			cfg.Owner = func(*diag.Socket) (Owner, bool) { return Owner{PID: 812, Comm: "nginx"}, true }
 			if tc.opts != nil {
-				cfg.Sockopts = func(*diag.Socket) (Sockopts, bool) { return *tc.opts, true }
+				cfg.Sockopts = func(*diag.Socket) (proc.SockOpts, bool) { return *tc.opts, true }
 			}
 			if tc.cfg != nil {
 				tc.cfg(&cfg)
@@ -82,7 +83,7 @@ func TestHalfOpenKeepaliveRule(t *testing.T) {
 		{name: "two probes unanswered, tunables", s: est(timer(diag.TimerKeepalive, 30*time.Second, 2), idle(480*time.Second)),
 			sev: Critical, want: []string{"2 keepalive probes unanswered", "8m", "drops it in about 9m15s", "9 probes 1m15s apart", "nginx, pid 812"}},
 		{name: "one probe, socket's own options", s: est(timer(diag.TimerKeepalive, 500*time.Millisecond, 1)),
-			opts: &Sockopts{KeepAlive: true, KeepIdle: time.Second, KeepIntvl: time.Second, KeepCnt: 5},
+			opts: &proc.SockOpts{KeepAlive: true, KeepIdle: time.Second, KeepIntvl: time.Second, KeepCnt: 5},
 			sev:  Critical, want: []string{"1 keepalive probe unanswered", "about 4.5s", "5 probes 1s apart", "TCP_KEEPINTVL"}},
 		{name: "last probe out", s: est(timer(diag.TimerKeepalive, 200*time.Millisecond, 9)), sev: Critical, want: []string{"about 200ms"}},
 		{name: "FIN_WAIT2 timer reported as keepalive", s: est(state(diag.StateFinWait2), timer(diag.TimerKeepalive, 30*time.Second, 1))},
@@ -99,7 +100,7 @@ func TestHalfOpenRetransRule(t *testing.T) {
 		{name: "at threshold", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 3)),
 			sev: Critical, want: []string{"3 retransmissions", "no ACK for 1m40s", "1000 bytes", "tcp_retries2 15 gives up in about 13m45s", "15m25s"}},
 		{name: "threshold flag", cfg: func(c *Config) { c.RetransThreshold = 6 }, s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 5))},
-		{name: "user timeout", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 4)), opts: &Sockopts{UserTimeout: 30 * time.Second},
+		{name: "user timeout", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 4)), opts: &proc.SockOpts{UserTimeout: 30 * time.Second},
 			sev: Critical, want: []string{"TCP_USER_TIMEOUT gives up in about 0s"}},
 		{name: "SYN_SENT is the handshake", s: est(state(diag.StateSynSent), timer(diag.TimerRetransmit, time.Second, 5))},
 		{name: "keepalive timer", s: est(timer(diag.TimerKeepalive, time.Second, 5))},
@@ -127,8 +128,8 @@ func TestIdleNoKeepaliveRule(t *testing.T) {
 		{name: "keepalive armed", s: est(idle(11*time.Minute), timer(diag.TimerKeepalive, time.Minute, 0))},
 		{name: "shorter max-idle", cfg: func(c *Config) { c.MaxIdle = 2 * time.Second }, s: est(idle(3 * time.Second)), sev: Warning, want: []string{"idle for 3s"}},
 		{name: "retransmitting, unknown", s: est(idle(11*time.Minute), timer(diag.TimerRetransmit, time.Second, 1))},
-		{name: "retransmitting, sockopts say off", s: est(idle(11*time.Minute), timer(diag.TimerRetransmit, time.Second, 1)), opts: &Sockopts{}, sev: Warning},
-		{name: "retransmitting, sockopts say on", s: est(idle(11*time.Minute), timer(diag.TimerRetransmit, time.Second, 1)), opts: &Sockopts{KeepAlive: true}},
+		{name: "retransmitting, sockopts say off", s: est(idle(11*time.Minute), timer(diag.TimerRetransmit, time.Second, 1)), opts: &proc.SockOpts{}, sev: Warning},
+		{name: "retransmitting, sockopts say on", s: est(idle(11*time.Minute), timer(diag.TimerRetransmit, time.Second, 1)), opts: &proc.SockOpts{KeepAlive: true}},
 		{name: "CLOSE_WAIT", s: est(state(diag.StateCloseWait), idle(11*time.Minute))},
 		{name: "no tcp_info", s: est(noInfo)},
 	})
@@ -156,8 +157,8 @@ func TestKeepaliveAfterPathTimeoutRule(t *testing.T) {
 			sev: Warning, want: []string{"after 5m", "nf_conntrack_tcp_timeout_established forgets an idle flow after 2m"}},
 		{name: "flag beats conntrack", cfg: func(c *Config) { conntrack(c); c.PathIdleTimeout = time.Hour }, s: est(timer(diag.TimerKeepalive, 250*time.Second, 0), idle(50*time.Second))},
 		{name: "sockopts TCP_KEEPIDLE", cfg: path(60 * time.Second), s: est(timer(diag.TimerRetransmit, time.Second, 1)),
-			opts: &Sockopts{KeepAlive: true, KeepIdle: 90 * time.Second}, sev: Warning, want: []string{"after 1m30s", "the socket's TCP_KEEPIDLE"}},
-		{name: "sockopts keepalive off", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, 250*time.Second, 0)), opts: &Sockopts{}},
+			opts: &proc.SockOpts{KeepAlive: true, KeepIdle: 90 * time.Second}, sev: Warning, want: []string{"after 1m30s", "the socket's TCP_KEEPIDLE"}},
+		{name: "sockopts keepalive off", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, 250*time.Second, 0)), opts: &proc.SockOpts{}},
 		{name: "no keepalive", cfg: path(60 * time.Second), s: est()},
 		{name: "retransmitting, unknown", cfg: path(60 * time.Second), s: est(timer(diag.TimerRetransmit, time.Second, 1))},
 		{name: "probing: sysctl", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, time.Second, 2)), sev: Warning, want: []string{"tcp_keepalive_time"}},
