@@ -129,16 +129,35 @@ type Finding struct {
 	Sockopts *proc.SockOpts
 }
 
-// Summary counts what an audit saw.
+// Summary counts what an audit found. The sockets themselves are counted by
+// the caller, which sees every one of them.
 type Summary struct {
-	// Sockets is how many sockets were checked.
-	Sockets int
-	// ByState counts sockets per state (indexed by diag.State).
-	ByState [16]int
-	// Findings counts findings per code.
-	Findings map[Code]int
+	// Findings counts findings per code and severity.
+	Findings map[Code]*[Critical + 1]int
 	// Worst is the highest severity found; 0 when nothing was.
 	Worst Severity
+}
+
+// Total is how many findings there were of code, of any severity.
+func (s Summary) Total(c Code) int {
+	n := 0
+	if v := s.Findings[c]; v != nil {
+		for _, k := range v {
+			n += k
+		}
+	}
+	return n
+}
+
+// Severities are the severities a code's findings can have.
+func (c Code) Severities() []Severity {
+	switch c {
+	case HalfOpenKeepalive, HalfOpenRetrans:
+		return []Severity{Critical}
+	case ListenQueueFull:
+		return []Severity{Warning, Critical}
+	}
+	return []Severity{Warning}
 }
 
 // PathTimeout is the path timeout keepalive_after_path_timeout checks
@@ -178,7 +197,7 @@ type Auditor struct {
 
 // New makes an Auditor for cfg.
 func New(cfg Config) *Auditor {
-	a := &Auditor{cfg: cfg, sum: Summary{Findings: map[Code]int{}}}
+	a := &Auditor{cfg: cfg, sum: Summary{Findings: map[Code]*[Critical + 1]int{}}}
 	a.pathTO, a.pathSrc = cfg.PathTimeout()
 	if cfg.MaxPerPeer > 0 {
 		a.peers = map[peerKey]*peerCount{}
@@ -190,7 +209,12 @@ func New(cfg Config) *Auditor {
 func (a *Auditor) Summary() Summary { return a.sum }
 
 func (a *Auditor) count(f Finding) {
-	a.sum.Findings[f.Code]++
+	v := a.sum.Findings[f.Code]
+	if v == nil {
+		v = new([Critical + 1]int)
+		a.sum.Findings[f.Code] = v
+	}
+	v[f.Severity]++
 	if f.Severity > a.sum.Worst {
 		a.sum.Worst = f.Severity
 	}
@@ -210,10 +234,6 @@ func (a *Auditor) Tunables(emit func(Finding)) {
 // Check checks one socket and emits a finding for every rule it breaks. s may be
 // reused by the caller once Check returns: findings carry their own copy.
 func (a *Auditor) Check(s *diag.Socket, emit func(Finding)) {
-	a.sum.Sockets++
-	if int(s.State) < len(a.sum.ByState) {
-		a.sum.ByState[s.State]++
-	}
 	a.countPeer(s)
 	c := &a.sock
 	c.reset(a, s)

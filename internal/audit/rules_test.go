@@ -253,7 +253,7 @@ func TestPeerLimit(t *testing.T) {
 				if f.Code != PeerLimitExceeded || f.Socket == nil || f.Socket.Remote.Addr().String() != "10.77.0.1" || !strings.Contains(f.Message, "10.77.0.1 holds 6 connections to local port 7070 (over --max-per-peer 5)") {
 					t.Fatalf("finding %+v", f)
 				}
-				if a.Summary().Findings[PeerLimitExceeded] != 1 || a.Summary().Worst != Warning {
+				if a.Summary().Total(PeerLimitExceeded) != 1 || a.Summary().Worst != Warning {
 					t.Fatalf("summary %+v", a.Summary())
 				}
 			}
@@ -283,7 +283,7 @@ func TestCheckCopiesAndCounts(t *testing.T) {
 		t.Fatalf("owner looked up %d times, want 2 (flagged sockets only)", calls)
 	}
 	sum := a.Summary()
-	if sum.Sockets != 3 || sum.ByState[diag.StateEstablished] != 2 || sum.ByState[diag.StateCloseWait] != 1 || sum.Worst != Warning {
+	if sum.Total(IdleNoKeepalive) != 1 || sum.Findings[CloseWaitStale][Warning] != 1 || sum.Worst != Warning {
 		t.Fatalf("summary %+v", sum)
 	}
 }

@@ -54,6 +54,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"sysctl", "show, set or recommend the keepalive tunables", runSysctl},
+		{"audit", "find half-open, idle, leaking and unprotected connections", runAudit},
 		{"version", "print version, commit and Go version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
