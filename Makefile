@@ -13,8 +13,9 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -X github.com/tcpkeep/tcpkeep/internal/cli.version=$(VERSION) -X github.com/tcpkeep/tcpkeep/internal/cli.commit=$(COMMIT)
 
-# Debian packages the tests use: ss and ip (iproute2), nft (nftables).
-TEST_TOOLS  := ss:iproute2 ip:iproute2 nft:nftables
+# Debian packages the tests use: ss and ip (iproute2), nft (nftables); GNU time
+# (the benchmarks' peak RSS).
+TEST_TOOLS  := ss:iproute2 ip:iproute2 nft:nftables /usr/bin/time:time
 
 .PHONY: all build run test test-deps lint bench fuzz install clean
 
@@ -51,7 +52,9 @@ test: test-deps lint
 
 # Benchmarks: Go benchmarks with allocation counts, and tcpkeep against ss on the
 # same namespace (see README, Performance).
-bench:
+# TCPKEEP_BENCH_SOCKETS=20000,200000 sets the sizes of the namespaces tcpkeep and
+# ss are compared on (default 20000).
+bench: test-deps
 	TCPKEEP_REQUIRE_ROOT=1 $(GO) test -run '^$$' -bench . -benchmem ./...
 
 # A short run of every fuzz target.

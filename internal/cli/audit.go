@@ -54,7 +54,8 @@ reports what is wrong and what to do about it:
   sysctl_keepalive_default         tcp_keepalive_time is the 7200 s kernel default
   sysctl_keepalive_after_conntrack tcp_keepalive_time exceeds the conntrack timeout
 
-README's "Findings" section explains each and what to do.
+README's "Findings" section explains each and what to do. Without --state every
+socket is checked, listeners and TIME_WAIT included.
 
 The sockets stream from the kernel (sock_diag) one at a time: nothing holds the
 socket table, and the processes owning a socket are looked up only for sockets
@@ -117,7 +118,7 @@ func auditExit(worst, failOn audit.Severity) error {
 }
 
 func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
-	fs := newFlags(e, "audit", auditUsage)
+	fs := newFlags(e, "audit", auditUsage+"\n"+filterHelp)
 	f := auditFlags{
 		maxIdle: audit.DefaultMaxIdle, closeWaitAfter: audit.DefaultCloseWaitAfter,
 		retrans: countFlag{n: audit.DefaultRetransThreshold, min: 1, max: 255},
@@ -129,7 +130,8 @@ func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	fs.Var(&f.retrans, "retrans-threshold", "half_open_retrans: flag after this many unacknowledged retransmissions in a row (default 3)")
 	fs.Var(&f.perPeer, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
 	fs.Var(&durationFlag{d: &f.pathIdle}, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
-	filt := addFilterFlags(fs)
+	var filt filterFlags
+	addFilterFlags(fs, &filt)
 	fs.StringVar(&f.failOn, "fail-on", "warning", "lowest severity that makes the exit code non-zero: info, warning or critical")
 	fs.BoolVar(&f.sockopts, "sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
 	fs.StringVar(&f.promFile, "prom-file", "", "also write the metrics in node_exporter textfile format to this file, atomically")
@@ -165,7 +167,7 @@ func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
 			return 0, 0, usagef("--prom-file %s: directory %s does not exist", f.promFile, filepath.Dir(f.promFile))
 		}
 	}
-	filter, err := filt.filter()
+	filter, err := filt.filter(diag.StatesAll)
 	if err != nil {
 		return 0, 0, err
 	}

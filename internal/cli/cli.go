@@ -54,6 +54,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"sysctl", "show, set or recommend the keepalive tunables", runSysctl},
+		{"conns", "list TCP sockets: state, timers, idle time, keepalive, next probe", runConns},
 		{"audit", "find half-open, idle, leaking and unprotected connections", runAudit},
 		{"version", "print version, commit and Go version", runVersion},
 		{"help", "show help for a command", runHelp},
@@ -87,6 +88,10 @@ func run(e *env, args []string) int {
 		return fail(e, "", handleParseErr(fs, err, e.stdout))
 	}
 	rest := fs.Args()
+	if h, _ := fs.GetBool("help"); h && len(rest) == 0 {
+		printMainUsage(e.stdout)
+		return exitOK
+	}
 	if len(rest) == 0 {
 		printMainUsage(e.stderr)
 		return fail(e, "", usagef("no command given (try: tcpkeep sysctl, or tcpkeep --help)"))
@@ -181,6 +186,12 @@ func parse(e *env, fs *pflag.FlagSet, args []string) error {
 	addGlobal(fs, e)
 	if err := fs.Parse(args); err != nil {
 		return handleParseErr(fs, err, e.stdout)
+	}
+	// -h is a defined flag (addGlobal), so pflag parses it rather than
+	// returning ErrHelp.
+	if h, _ := fs.GetBool("help"); h {
+		fs.Usage()
+		return errHelp
 	}
 	return nil
 }

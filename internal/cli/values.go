@@ -90,7 +90,9 @@ func isDigits(s string) bool {
 // isNumber reports a plain decimal such as "1.5" or "-2" (no unit).
 func isNumber(s string) bool {
 	_, err := strconv.ParseFloat(s, 64)
-	return err == nil && strings.IndexFunc(s, func(r rune) bool { return r == 'e' || r == 'E' || r == 'x' || r == 'X' || r == 'p' || r == 'P' || r == 'n' || r == 'N' || r == 'i' || r == 'I' }) < 0
+	return err == nil && strings.IndexFunc(s, func(r rune) bool {
+		return r == 'e' || r == 'E' || r == 'x' || r == 'X' || r == 'p' || r == 'P' || r == 'n' || r == 'N' || r == 'i' || r == 'I'
+	}) < 0
 }
 
 // durationFlag is a pflag.Value for parseDuration.

@@ -227,7 +227,11 @@ func (t *socketTable) appendLine(dst []byte) []byte {
 func (t *socketTable) appendSummary(dst []byte, sum *Summary) []byte {
 	dst = append(dst, '\n')
 	dst = strconv.AppendInt(dst, int64(sum.Sockets), 10)
-	dst = append(dst, " sockets"...)
+	if sum.Sockets == 1 {
+		dst = append(dst, " socket"...)
+	} else {
+		dst = append(dst, " sockets"...)
+	}
 	n := 0
 	for st, k := range sum.ByState {
 		if k == 0 {

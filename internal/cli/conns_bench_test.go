@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpkeep/tcpkeep/internal/testnet"
+)
+
+// benchSockets is how many sockets BenchmarkConnsVsSS puts in its namespace:
+// TCPKEEP_BENCH_SOCKETS, a comma-separated list (20000,200000), default 20000.
+func benchSockets(b *testing.B) []int {
+	v := os.Getenv("TCPKEEP_BENCH_SOCKETS")
+	if v == "" {
+		return []int{20000}
+	}
+	var ns []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			b.Fatalf("TCPKEEP_BENCH_SOCKETS=%q: want socket counts such as 20000,200000", v)
+		}
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+// timed runs a command with stdout to /dev/null, started from a thread inside
+// ns (ss has no --netns; tcpkeep is given --netns as well), and returns its wall
+// time.
+func timed(b *testing.B, ns *testnet.NS, devnull *os.File, name string, args ...string) time.Duration {
+	b.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout = devnull
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	ns.Do(cmd.Start)
+	err := cmd.Wait()
+	d := time.Since(start)
+	if err != nil {
+		b.Fatalf("%s %v: %v: %s", name, args, err, stderr.Bytes())
+	}
+	return d
+}
+
+// peakRSS runs a command as timed does, under GNU time, and returns its peak RSS
+// in KiB: ru_maxrss from time's wait4. The Go test's own wait4 cannot tell it:
+// os/exec starts children with vfork (CLONE_VM), and exec charges the parent's
+// peak RSS, the test binary's, to the child's ru_maxrss.
+func peakRSS(b *testing.B, ns *testnet.NS, devnull *os.File, name string, args ...string) int64 {
+	b.Helper()
+	f := filepath.Join(b.TempDir(), "maxrss")
+	timed(b, ns, devnull, gnuTime, append([]string{"-f", "%M", "-o", f, name}, args...)...)
+	out, err := os.ReadFile(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kib, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		b.Fatalf("%s: %q: %v", gnuTime, out, err)
+	}
+	return kib
+}
+
+const gnuTime = "/usr/bin/time"
+
+// BenchmarkConnsVsSS times `ss -tinoeH > /dev/null` and `tcpkeep conns -o ndjson
+// > /dev/null` on the same namespace of N established sockets, in the same run,
+// and reports their ratio and tcpkeep's peak RSS. DESIGN.md's targets: ratio
+// <= 0.7, peak RSS <= 32 MiB and flat in N.
+func BenchmarkConnsVsSS(b *testing.B) {
+	testnet.RequireRoot(b)
+	if _, err := exec.LookPath("ss"); err != nil {
+		b.Fatal("ss (iproute2) is the reference: install iproute2")
+	}
+	if _, err := os.Stat(gnuTime); err != nil {
+		b.Fatalf("%s measures peak RSS: apt-get install time", gnuTime)
+	}
+	bin := buildTcpkeep(b, b.TempDir())
+	for _, n := range benchSockets(b) {
+		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
+			ns := testnet.NewNS(b)
+			made := testnet.Many(b, ns, n)
+			devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer devnull.Close()
+
+			// Once, untimed: tcpkeep prints every socket and a summary.
+			out, err := exec.Command(bin, "--netns", ns.Name, "conns", "-o", "ndjson").Output()
+			if err != nil {
+				b.Fatalf("tcpkeep conns: %v", err)
+			}
+			lines := 0
+			sc := bufio.NewScanner(bytes.NewReader(out))
+			for sc.Scan() {
+				lines++
+			}
+			if lines != made+1 {
+				b.Fatalf("tcpkeep conns printed %d lines, want %d sockets and a summary", lines, made)
+			}
+			out = nil
+
+			var ssT, tkT time.Duration
+			runs := 0
+			for b.Loop() {
+				ssT += timed(b, ns, devnull, "ss", "-tinoeH")
+				tkT += timed(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson")
+				runs++
+			}
+			b.StopTimer()
+			var rss, ssRSS int64
+			for range 3 {
+				rss = max(rss, peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson"))
+				ssRSS = max(ssRSS, peakRSS(b, ns, devnull, "ss", "-tinoeH"))
+			}
+			b.ReportMetric(float64(made), "sockets")
+			b.ReportMetric(float64(ssT.Microseconds())/1000/float64(runs), "ss-ms")
+			b.ReportMetric(float64(tkT.Microseconds())/1000/float64(runs), "conns-ms")
+			b.ReportMetric(float64(tkT)/float64(ssT), "conns/ss")
+			b.ReportMetric(float64(rss)/1024, "conns-peak-RSS-MiB")
+			b.ReportMetric(float64(ssRSS)/1024, "ss-peak-RSS-MiB")
+			b.ReportMetric(float64(tkT.Nanoseconds())/float64(runs)/float64(made), "conns-ns/socket")
+		})
+	}
+}

@@ -1,0 +1,303 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpkeep/tcpkeep/internal/testnet"
+)
+
+// buildTcpkeep builds the binary into dir and returns its path.
+func buildTcpkeep(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "tcpkeep")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBin runs the binary and returns stdout, stderr and the exit code.
+func runBin(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), errb.String(), 0
+	case errors.As(err, &ee):
+		return out.String(), errb.String(), ee.ExitCode()
+	}
+	t.Fatalf("run %v: %v", args, err)
+	return "", "", -1
+}
+
+// records parses ndjson output by type; every line must be JSON.
+func records(t *testing.T, out string) (sockets []map[string]any, summary map[string]any) {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, sc.Text())
+		}
+		switch m["type"] {
+		case "socket":
+			if summary != nil {
+				t.Fatalf("socket record after the summary: %s", sc.Text())
+			}
+			sockets = append(sockets, m)
+		case "summary":
+			summary = m
+		default:
+			t.Fatalf("unexpected record type: %s", sc.Text())
+		}
+	}
+	if summary == nil {
+		t.Fatalf("no summary line in:\n%s", out)
+	}
+	return sockets, summary
+}
+
+func byLocal(socks []map[string]any, local string) map[string]any {
+	for _, s := range socks {
+		if s["local"] == local {
+			return s
+		}
+	}
+	return nil
+}
+
+func localOf(c net.Conn) string { return c.LocalAddr().(*net.TCPAddr).AddrPort().String() }
+
+// ssCount counts the TCP sockets ss sees in the namespace, in all states.
+func ssCount(t *testing.T, ns string) int {
+	out, err := exec.Command("ip", "netns", "exec", ns, "ss", "-tanH").Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// TestConnsEndToEnd builds tcpkeep, puts known sockets in a namespace and reads
+// them back through `tcpkeep --netns NAME conns`.
+func TestConnsEndToEnd(t *testing.T) {
+	testnet.RequireRoot(t)
+	bin := buildTcpkeep(t, t.TempDir())
+	p := testnet.NewPair(t)
+	l4 := p.B.Listen("10.77.0.2:7070")
+	l6 := p.B.Listen("[fd77::2]:7070")
+	go acceptAll(l4)
+	go acceptAll(l6)
+	ka := p.A.Dial("10.77.0.2:7070", testnet.Keepalive(3*time.Second, time.Second, 5))
+	plain := p.A.Dial("10.77.0.2:7070")
+	ka6 := p.A.Dial("[fd77::2]:7070", testnet.Keepalive(20*time.Second, 2*time.Second, 4),
+		testnet.Control(func(fd int) error { return setUserTimeout(fd, 7000) }))
+	cookie := testnet.Cookie(t, ka)
+
+	// The pending timer settles to keepalive once the handshake's ACKs are done.
+	var socks []map[string]any
+	var summary map[string]any
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, errOut, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-o", "ndjson", "-p", "--sockopts")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		socks, summary = records(t, out)
+		if s := byLocal(socks, localOf(ka)); s != nil && s["timer"] == "keepalive" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no keepalive timer on %s in:\n%s", localOf(ka), out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(socks) != 3 || summary["sockets"] != 3.0 {
+		t.Fatalf("%d socket records, summary %v; want the 3 connections", len(socks), summary)
+	}
+	if bs, _ := summary["by_state"].(map[string]any); bs["ESTABLISHED"] != 3.0 {
+		t.Errorf("by_state %v, want 3 ESTABLISHED", summary["by_state"])
+	}
+	pid := float64(os.Getpid())
+	comm, _ := os.ReadFile("/proc/self/comm")
+	for _, tc := range []struct {
+		name   string
+		c      net.Conn
+		remote string
+		family string
+		ka     bool
+		opts   map[string]float64
+	}{
+		{"keepalive", ka, "10.77.0.2:7070", "inet", true, map[string]float64{"keepidle_s": 3, "keepintvl_s": 1, "keepcnt": 5, "user_timeout_ms": 0}},
+		{"no keepalive", plain, "10.77.0.2:7070", "inet", false, nil},
+		{"keepalive ipv6 user timeout", ka6, "[fd77::2]:7070", "inet6", true, map[string]float64{"keepidle_s": 20, "keepintvl_s": 2, "keepcnt": 4, "user_timeout_ms": 7000}},
+	} {
+		s := byLocal(socks, localOf(tc.c))
+		if s == nil {
+			t.Errorf("%s: no record for %s", tc.name, localOf(tc.c))
+			continue
+		}
+		if s["state"] != "ESTABLISHED" || s["remote"] != tc.remote || s["family"] != tc.family || s["netns"] != p.A.Name {
+			t.Errorf("%s: state %v remote %v family %v netns %v", tc.name, s["state"], s["remote"], s["family"], s["netns"])
+		}
+		if s["pid"] != pid || s["comm"] != strings.TrimSpace(string(comm)) {
+			t.Errorf("%s: pid %v comm %v, want %v %q", tc.name, s["pid"], s["comm"], pid, comm)
+		}
+		if s["so_keepalive"] != tc.ka {
+			t.Errorf("%s: so_keepalive %v, want %v", tc.name, s["so_keepalive"], tc.ka)
+		}
+		for k, v := range tc.opts {
+			if s[k] != v {
+				t.Errorf("%s: %s = %v, want %v", tc.name, k, s[k], v)
+			}
+		}
+		if idle, ok := s["idle_ms"].(float64); !ok || idle < 0 || idle > 60000 {
+			t.Errorf("%s: idle_ms %v", tc.name, s["idle_ms"])
+		}
+	}
+	if s := byLocal(socks, localOf(ka)); s["keepalive"] != true || s["cookie"] != sprintf16(cookie) {
+		t.Errorf("keepalive socket: keepalive %v cookie %v, want true %s", s["keepalive"], s["cookie"], sprintf16(cookie))
+	}
+	if s := byLocal(socks, localOf(plain)); s["timer"] == "off" && s["keepalive"] != false {
+		t.Errorf("socket without keepalive, timer off: keepalive %v, want false", s["keepalive"])
+	}
+
+	t.Run("all states match ss", func(t *testing.T) {
+		out, errOut, code := runBin(t, bin, "--netns", p.B.Name, "conns", "--state", "all", "-o", "ndjson")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		socks, _ := records(t, out)
+		if n := ssCount(t, p.B.Name); len(socks) != n || n != 5 {
+			t.Errorf("%d records, ss sees %d; want 5 (2 listeners, 3 accepted)", len(socks), n)
+		}
+	})
+	t.Run("filters", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want int
+		}{
+			{[]string{"-4"}, 2},
+			{[]string{"-6"}, 1},
+			{[]string{"--dport", "7070"}, 3},
+			{[]string{"--dport", "1-7069"}, 0},
+			{[]string{"--dst", "fd77::/64"}, 1},
+			{[]string{"--src", "10.77.0.1"}, 2},
+			{[]string{"--state", "listening"}, 0},
+			{[]string{"--sport", localPortOf(plain)}, 1},
+		} {
+			args := append([]string{"--netns", p.A.Name, "conns", "-o", "ndjson"}, tc.args...)
+			out, errOut, code := runBin(t, bin, args...)
+			if code != 0 {
+				t.Fatalf("%v: exit %d: %s", tc.args, code, errOut)
+			}
+			if socks, _ := records(t, out); len(socks) != tc.want {
+				t.Errorf("%v: %d records, want %d", tc.args, len(socks), tc.want)
+			}
+		}
+	})
+	t.Run("json document", func(t *testing.T) {
+		out, errOut, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-o", "json")
+		var doc struct {
+			Sockets []map[string]any `json:"sockets"`
+			Summary map[string]any   `json:"summary"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Sockets) != 3 || doc.Summary["sockets"] != 3.0 {
+			t.Errorf("exit %d, stderr %q, document:\n%s", code, errOut, out)
+		}
+	})
+	t.Run("table", func(t *testing.T) {
+		out, _, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-p")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if code != 0 || len(lines) != 6 || !strings.HasPrefix(lines[0], "STATE") || !strings.Contains(out, "3 sockets: 3 ESTABLISHED") {
+			t.Fatalf("exit %d, table:\n%s", code, out)
+		}
+		var kaLine string
+		for _, l := range lines {
+			if strings.Contains(l, localOf(ka)+" ") {
+				kaLine = l
+			}
+		}
+		if !strings.Contains(kaLine, " yes ") || !strings.Contains(kaLine, " in ") {
+			t.Errorf("keepalive connection's row does not say keepalive yes and the next probe:\n%s", kaLine)
+		}
+	})
+}
+
+func localPortOf(c net.Conn) string {
+	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
+	return port
+}
+
+func sprintf16(v uint64) string {
+	const hex = "0123456789abcdef"
+	b := make([]byte, 16)
+	for i := 15; i >= 0; i-- {
+		b[i] = hex[v&0xf]
+		v >>= 4
+	}
+	return string(b)
+}
+
+// acceptAll accepts until the listener closes and keeps the connections open.
+func acceptAll(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+	}
+}
+
+// TestConnsUsageErrors: what the operator typed wrong exits 2 with one line that
+// names the problem.
+func TestConnsUsageErrors(t *testing.T) {
+	bin := buildTcpkeep(t, t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"conns", "--sport", "99999"}, "--sport"},
+		{[]string{"conns", "--dport", "80-20"}, "empty"},
+		{[]string{"conns", "--dport", "http"}, "want a port"},
+		{[]string{"conns", "--src", "10.0.0.0/33"}, "exceeds 32"},
+		{[]string{"conns", "--dst", "not-an-ip"}, "not an address"},
+		{[]string{"conns", "--state", "establishd"}, "unknown TCP state"},
+		{[]string{"conns", "-o", "prom"}, "-o \"prom\""},
+		{[]string{"-o", "yaml", "conns"}, "-o \"yaml\""},
+		{[]string{"conns", "-4", "--src", "fd77::1"}, "IPv6 but -4"},
+		{[]string{"conns", "extra"}, "unexpected argument"},
+		{[]string{"conns", "--bogus"}, "unknown flag"},
+		{[]string{"--netns", "tk-does-not-exist", "conns"}, "ip netns list"},
+	} {
+		out, errOut, code := runBin(t, bin, tc.args...)
+		wantCode := 2
+		if tc.args[0] == "--netns" {
+			wantCode = 1 // a namespace that is not there is a runtime error
+		}
+		if code != wantCode || out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "tcpkeep: ") || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q (want one line with %q)", tc.args, code, wantCode, out, errOut, tc.want)
+		}
+	}
+	out, _, code := runBin(t, bin, "conns", "-h")
+	if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--state") {
+		t.Errorf("conns -h: exit %d:\n%s", code, out)
+	}
+}
