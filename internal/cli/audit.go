@@ -132,6 +132,7 @@ func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	fs.Var(&durationFlag{d: &f.pathIdle}, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
 	var filt filterFlags
 	addFilterFlags(fs, &filt)
+	fs.Lookup("state").Usage = "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)"
 	fs.StringVar(&f.failOn, "fail-on", "warning", "lowest severity that makes the exit code non-zero: info, warning or critical")
 	fs.BoolVar(&f.sockopts, "sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
 	fs.StringVar(&f.promFile, "prom-file", "", "also write the metrics in node_exporter textfile format to this file, atomically")
