@@ -172,11 +172,19 @@ func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	start := time.Now()
 	ns, err := e.ns()
 	if err != nil {
+		if f.promFile != "" {
+			// Tell the collector the audit failed, under the name asked for.
+			r := &auditRun{e: e, ns: netns.NS{Spec: e.netnsSpec}, start: start}
+			if perr := r.writePromFile(f.promFile, false); perr != nil {
+				err = errors.Join(err, perr)
+			}
+		}
 		return 0, 0, err
 	}
-	r := &auditRun{e: e, ns: ns, meta: e.meta(ns), start: time.Now()}
+	r := &auditRun{e: e, ns: ns, meta: e.meta(ns), start: start}
 	worst, err = r.run(f, filter)
 	if f.promFile != "" {
 		if perr := r.writePromFile(f.promFile, err == nil); perr != nil && err == nil {

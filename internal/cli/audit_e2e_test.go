@@ -267,6 +267,17 @@ func TestAuditCannotAuditExits3(t *testing.T) {
 			}
 		})
 	}
+	// A failed audit still tells node_exporter so.
+	pf := filepath.Join(t.TempDir(), "tcpkeep.prom")
+	if _, _, code := runBin(t, bin, "--netns", "tk-does-not-exist", "audit", "--prom-file", pf); code != 3 {
+		t.Fatalf("failed audit with --prom-file: exit %d, want 3", code)
+	}
+	b, err := os.ReadFile(pf)
+	if err != nil || !strings.Contains(string(b), `tcpkeep_audit_success{netns="tk-does-not-exist"} 0`) {
+		t.Fatalf("failed audit: %s holds %q (%v), want tcpkeep_audit_success 0", pf, b, err)
+	}
+	promtool(t, b)
+
 	// -h is help, not a failure.
 	out, _, code := runBin(t, bin, "audit", "-h")
 	if code != 0 || !strings.Contains(out, "*/5 * * * *") || !strings.Contains(out, "--fail-on") {
