@@ -246,4 +246,3 @@ func TestDialErrors(t *testing.T) {
 		t.Fatalf("Dial with a bad namespace fd: %v, want an error naming netns nowhere", err)
 	}
 }
-

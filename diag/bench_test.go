@@ -1,0 +1,105 @@
+package diag
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tcpkeep/tcpkeep/internal/testnet"
+)
+
+// benchNamespace builds a namespace holding TCPKEEP_BENCH_SOCKETS (default
+// 20000) established sockets, for one benchmark.
+func benchNamespace(b *testing.B) (*testnet.NS, int) {
+	b.Helper()
+	n := 20000
+	if v := os.Getenv("TCPKEEP_BENCH_SOCKETS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 2 {
+			b.Fatalf("TCPKEEP_BENCH_SOCKETS=%q: want a number of sockets >= 2", v)
+		}
+	}
+	ns := testnet.NewNS(b)
+	got := testnet.Many(b, ns, n)
+	return ns, got
+}
+
+// dumpCount runs one full dump and counts the sockets.
+func dumpCount(b *testing.B, c *Conn) int {
+	n := 0
+	for _, err := range c.Sockets(context.Background(), nil) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
+
+// BenchmarkDump is the dump and decode of every socket of a namespace holding
+// TCPKEEP_BENCH_SOCKETS established sockets: one op is one whole dump. The
+// ReceiveIter case reads the same dump through netlink.Conn.ReceiveIter, to
+// show what the zero-allocation receiver saves.
+func BenchmarkDump(b *testing.B) {
+	ns, n := benchNamespace(b)
+	b.Run("recv", func(b *testing.B) { benchDump(b, dialNS(b, ns), n) })
+	b.Run("ReceiveIter", func(b *testing.B) {
+		c := dialNS(b, ns)
+		c.receiveIter = true
+		benchDump(b, c, n)
+	})
+}
+
+func benchDump(b *testing.B, c *Conn, n int) {
+	if got := dumpCount(b, c); got < n {
+		b.Fatalf("dumped %d sockets, want at least %d", got, n)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ReportAllocs()
+	b.ResetTimer()
+	ops := 0
+	for b.Loop() {
+		dumpCount(b, c)
+		ops++
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(ops*n), "ns/socket")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(ops*n), "allocs/socket")
+	b.ReportMetric(float64(n), "sockets")
+}
+
+// BenchmarkDumpVsSS times, in the same run and on the same namespace,
+// `ss -tinoeH > /dev/null` and the diag dump (dump and decode of every socket),
+// and reports their ratio. DESIGN.md's target: dump/ss <= 0.35.
+func BenchmarkDumpVsSS(b *testing.B) {
+	ns, n := benchNamespace(b)
+	c := dialNS(b, ns)
+	var ssTime, dumpTime time.Duration
+	ops := 0
+	for b.Loop() {
+		t0 := time.Now()
+		ns.Do(func() error {
+			// Forked from a thread inside ns, ss runs inside ns; its output
+			// goes to /dev/null (a nil Stdout).
+			return exec.Command("ss", "-tinoeH").Run()
+		})
+		t1 := time.Now()
+		if got := dumpCount(b, c); got < n {
+			b.Fatalf("dumped %d sockets, want at least %d", got, n)
+		}
+		t2 := time.Now()
+		ssTime += t1.Sub(t0)
+		dumpTime += t2.Sub(t1)
+		ops++
+	}
+	b.ReportMetric(float64(dumpTime)/float64(ssTime), "dump/ss")
+	b.ReportMetric(float64(ssTime.Microseconds())/1000/float64(ops), "ss-ms")
+	b.ReportMetric(float64(dumpTime.Microseconds())/1000/float64(ops), "dump-ms")
+	b.ReportMetric(float64(n), "sockets")
+}

@@ -1,0 +1,165 @@
+package diag
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The receive path of a dump reads whole datagrams into the Conn's one buffer
+// and walks their netlink messages by offset. netlink.Conn.ReceiveIter does the
+// same walk, but costs ~19 allocations and a 32 KiB copy per datagram (its
+// recvmsg wrapper, a goroutine watching a context, a sockaddr, an owned copy of
+// the buffer): about 0.2 allocations and 420 bytes per socket. The netlink
+// package still dials (in the namespace), sends and runs Destroy.
+
+// struct nlmsghdr.
+const (
+	nlHdrLen     = 16
+	nlmsgError   = 2    // NLMSG_ERROR
+	nlmsgDone    = 3    // NLMSG_DONE
+	nlmFDumpIntr = 0x10 // NLM_F_DUMP_INTR
+)
+
+// receiver reads one datagram at a time from a netlink socket without
+// allocating: the read function is built once, and the buffer is reused.
+type receiver struct {
+	rc   syscall.RawConn
+	buf  []byte
+	n    int
+	err  error
+	read func(fd uintptr) bool
+}
+
+func newReceiver(rc syscall.RawConn, size int) *receiver {
+	r := &receiver{rc: rc, buf: make([]byte, size)}
+	r.read = func(fd uintptr) bool {
+		// MSG_TRUNC: recvfrom returns the datagram's real length, so a datagram
+		// larger than the buffer is seen, not silently cut.
+		p := unsafe.Pointer(&r.buf[0])
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(r.buf)), unix.MSG_TRUNC, 0, 0)
+		switch errno {
+		case 0:
+			r.n, r.err = int(n), nil
+		case unix.EAGAIN:
+			return false // wait until the socket is readable
+		case unix.EINTR:
+			return r.read(fd)
+		default:
+			r.n, r.err = 0, errno
+		}
+		return true
+	}
+	return r
+}
+
+// next reads the next datagram.
+func (r *receiver) next() ([]byte, error) {
+	if err := r.rc.Read(r.read); err != nil {
+		return nil, err
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.n > len(r.buf) {
+		return nil, fmt.Errorf("netlink datagram of %d bytes truncated to %d", r.n, len(r.buf))
+	}
+	return r.buf[:r.n], nil
+}
+
+// errNetlinkFraming reports a datagram whose message lengths do not add up.
+var errNetlinkFraming = errors.New("malformed netlink message header")
+
+// dumpRaw runs one family's dump on the zero-allocation path: it yields each
+// socket and reads the dump to its NLMSG_DONE (or NLMSG_ERROR) even after an
+// error or a stop, so the next request on the Conn reads its own replies.
+func (c *Conn) dumpRaw(done <-chan struct{}, ctxErr func() error, fam Family, seq uint32, yield func(*Socket, error) bool) dumpResult {
+	var r dumpResult
+	quiet := false
+	fail := func(err error) {
+		if r.err == nil {
+			r.err = fmt.Errorf("dump %s sockets in netns %s: %w", fam, c.ns, err)
+		}
+		quiet = true
+	}
+	for {
+		b, err := c.recv.next()
+		if err != nil {
+			// The socket failed: there is nothing left to drain.
+			fail(fmt.Errorf("receive: %w%s", err, hint(err)))
+			return r
+		}
+		for len(b) > 0 {
+			if len(b) < nlHdrLen {
+				fail(errNetlinkFraming)
+				break
+			}
+			n := int(binary.NativeEndian.Uint32(b[0:]))
+			if n < nlHdrLen || n > len(b) {
+				fail(errNetlinkFraming)
+				break // the next datagram starts with a fresh message
+			}
+			typ := binary.NativeEndian.Uint16(b[4:])
+			flags := binary.NativeEndian.Uint16(b[6:])
+			mseq := binary.NativeEndian.Uint32(b[8:])
+			payload := b[nlHdrLen:n]
+			if next := (n + 3) &^ 3; next < len(b) {
+				b = b[next:]
+			} else {
+				b = b[len(b):]
+			}
+			if mseq != seq {
+				// A reply to some other request: never ours to end on.
+				fail(fmt.Errorf("netlink reply with sequence %d to request %d", mseq, seq))
+				continue
+			}
+			if flags&nlmFDumpIntr != 0 && !r.interrupted {
+				r.interrupted = true
+				quiet = true
+			}
+			switch typ {
+			case nlmsgDone:
+				if r.stopped {
+					r.err = nil
+				}
+				return r
+			case nlmsgError:
+				if len(payload) < 4 {
+					fail(errors.New("short NLMSG_ERROR"))
+				} else if e := -int32(binary.NativeEndian.Uint32(payload)); e != 0 {
+					errno := unix.Errno(e)
+					fail(fmt.Errorf("%w%s", errno, hint(errno)))
+				}
+				if r.stopped {
+					r.err = nil
+				}
+				return r
+			case unix.SOCK_DIAG_BY_FAMILY:
+			default:
+				fail(fmt.Errorf("unexpected netlink message type %d", typ))
+				continue
+			}
+			if quiet {
+				continue
+			}
+			select {
+			case <-done:
+				fail(ctxErr())
+				continue
+			default:
+			}
+			if err := decode(payload, &c.sock); err != nil {
+				fail(err)
+				continue
+			}
+			if !yield(&c.sock, nil) {
+				r.stopped = true
+				quiet = true
+			}
+		}
+	}
+}
