@@ -31,6 +31,9 @@ func newSocketTable(o TableOptions) *socketTable {
 	t.widths = make([]int, len(t.heads))
 	// Typical widths, so that the first rows already line up.
 	copy(t.widths, []int{11, 21, 21, 6, 15, 9, 10, 14, 13})
+	if o.Processes {
+		t.widths[9] = 16
+	}
 	return t
 }
 
