@@ -298,3 +298,45 @@ func TestParseSeverity(t *testing.T) {
 		t.Fatal("ParseSeverity(fatal): no error")
 	}
 }
+
+// healthy is a mix of sockets no rule flags.
+func healthy() []*diag.Socket {
+	return []*diag.Socket{
+		est(timer(diag.TimerKeepalive, 250*time.Second, 0)),
+		est(),
+		est(timer(diag.TimerRetransmit, 200*time.Millisecond, 1)),
+		est(state(diag.StateListen), func(s *diag.Socket) { s.RecvQ, s.SendQ = 1, 128 }),
+		est(state(diag.StateTimeWait), noInfo),
+	}
+}
+
+func TestCheckHealthyAllocatesNothing(t *testing.T) {
+	cfg := DefaultConfig(tunables)
+	cfg.PathIdleTimeout = time.Hour
+	cfg.IdleLimit = time.Hour
+	a := New(cfg)
+	socks := healthy()
+	emit := func(f Finding) { t.Errorf("flagged: %s", f.Message) }
+	if n := testing.AllocsPerRun(100, func() {
+		for _, s := range socks {
+			a.Check(s, emit)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per healthy batch, want 0", n)
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	cfg := DefaultConfig(tunables)
+	cfg.PathIdleTimeout = time.Hour
+	a := New(cfg)
+	socks := healthy()
+	emit := func(Finding) {}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, s := range socks {
+			a.Check(s, emit)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(socks)), "ns/socket")
+}
