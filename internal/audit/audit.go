@@ -243,6 +243,10 @@ func (a *Auditor) Check(s *diag.Socket, emit func(Finding)) {
 			continue
 		}
 		f := Finding{Code: r.code, Severity: sev, Message: msg, Socket: c.copy()}
+		// A flagged socket's record carries its owner and, with --sockopts,
+		// its real options.
+		c.owner()
+		c.sockopts()
 		if c.ownerOK {
 			o := c.ownerV
 			f.Owner = &o

@@ -142,6 +142,17 @@ func TestAuditEndToEnd(t *testing.T) {
 	if pid, _ := sock["pid"].(float64); int(pid) != os.Getpid() {
 		t.Errorf("finding's socket pid %v, want this process %d", sock["pid"], os.Getpid())
 	}
+	// --sockopts: the owner's real options ride along.
+	out, _, _ = audit("--max-idle", "1s", "-o", "ndjson", "--sockopts")
+	var withOpts map[string]any
+	for _, r := range ndjsonRecords(t, out, ns.Name) {
+		if r["code"] == "idle_no_keepalive" {
+			withOpts, _ = r["socket"].(map[string]any)
+		}
+	}
+	if withOpts == nil || withOpts["so_keepalive"] != false || withOpts["keepidle_s"] != 120.0 {
+		t.Errorf("--sockopts: finding's socket %v, want so_keepalive false and keepidle_s 120 (the namespace's)", withOpts)
+	}
 	sum := recs[len(recs)-1]
 	if sum["type"] != "summary" || sum["worst"] != "warning" {
 		t.Fatalf("last record %v, want the summary", sum)
