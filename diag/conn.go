@@ -41,6 +41,7 @@ type Config struct {
 type Conn struct {
 	nl   *netlink.Conn
 	recv *receiver
+	send func(netlink.Message) (netlink.Message, error) // nl.Send
 	ns   string
 	sock Socket // the Socket every dump hands out, reused
 	// receiveIter reads dumps with netlink.Conn.ReceiveIter instead of the
@@ -82,7 +83,7 @@ func Dial(cfg *Config) (*Conn, error) {
 		nl.Close()
 		return nil, fmt.Errorf("open sock_diag netlink socket in netns %s: %w", ns, err)
 	}
-	return &Conn{nl: nl, recv: newReceiver(rc, msgBufSize), ns: ns}, nil
+	return &Conn{nl: nl, recv: newReceiver(rc, msgBufSize), send: nl.Send, ns: ns}, nil
 }
 
 // hint explains the kernel errors a person can act on.
@@ -179,7 +180,7 @@ func (c *Conn) dump(ctx context.Context, fam Family, states StateSet, bc []byte,
 		r.err = fmt.Errorf("dump %s sockets in netns %s: %w", fam, c.ns, err)
 		return r
 	}
-	req, err := c.nl.Send(netlink.Message{
+	req, err := c.send(netlink.Message{
 		Header: netlink.Header{Type: unix.SOCK_DIAG_BY_FAMILY, Flags: netlink.Request | netlink.Dump},
 		Data:   request(fam, states, bc),
 	})

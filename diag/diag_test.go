@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
@@ -203,7 +206,37 @@ func TestDestroy(t *testing.T) {
 func TestStopDrains(t *testing.T) {
 	ns := testnet.NewNS(t)
 	n := testnet.Many(t, ns, 2000)
+	for _, receiveIter := range []bool{false, true} {
+		c := dialNS(t, ns)
+		c.receiveIter = receiveIter
+		stopDrains(t, c, n)
+	}
+
+	// The dump allocates per request, never per socket: a dump of n sockets
+	// makes far fewer than n allocations.
 	c := dialNS(t, ns)
+	allocs := testing.AllocsPerRun(3, func() {
+		for _, err := range c.Sockets(context.Background(), nil) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs > 100 {
+		t.Fatalf("a dump of %d sockets made %.0f allocations, want a constant few (<= 100)", n, allocs)
+	}
+	var s Socket
+	msgs := fixtureMessages(t, fixtures[0])
+	if a := testing.AllocsPerRun(10, func() {
+		for _, m := range msgs {
+			decode(m, &s)
+		}
+	}); a != 0 {
+		t.Fatalf("decoding made %.1f allocations, want 0", a)
+	}
+}
+
+func stopDrains(t *testing.T, c *Conn, n int) {
 	count := func() int { return len(dumpAll(t, c, &Filter{States: Of(StateEstablished)})) }
 	if got := count(); got != n {
 		t.Fatalf("dumped %d established sockets, want %d", got, n)
@@ -244,5 +277,37 @@ func TestDialErrors(t *testing.T) {
 	_, err := Dial(&Config{NetNS: 1 << 20, Name: "nowhere"})
 	if err == nil || !strings.Contains(err.Error(), "netns nowhere") {
 		t.Fatalf("Dial with a bad namespace fd: %v, want an error naming netns nowhere", err)
+	}
+}
+
+// TestDestroyNeedsCapability destroys as a thread that is not root: the error
+// says what is needed, and the socket lives on.
+func TestDestroyNeedsCapability(t *testing.T) {
+	ns := testnet.NewNS(t)
+	c := dialNS(t, ns)
+	l := ns.Listen("127.0.0.1:0")
+	cl := ns.Dial(l.Addr().String())
+	acceptHold(t, l)
+	s := byCookie(dumpAll(t, c, nil), testnet.Cookie(t, cl))
+	if s == nil {
+		t.Fatal("the client socket is not in the dump")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: this thread, no longer root, dies with the goroutine.
+		runtime.LockOSThread()
+		// The raw system call changes this thread's effective uid only.
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), 1000, ^uintptr(0)); e != 0 {
+			errc <- e
+			return
+		}
+		errc <- c.Destroy(s)
+	}()
+	err := <-errc
+	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "CAP_NET_ADMIN") || !strings.Contains(err.Error(), ns.Name) {
+		t.Fatalf("destroy without CAP_NET_ADMIN: %v, want EPERM explained, naming netns %s", err, ns.Name)
+	}
+	if byCookie(dumpAll(t, c, nil), s.Cookie) == nil {
+		t.Fatal("the socket is gone after a denied destroy")
 	}
 }
