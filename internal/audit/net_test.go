@@ -166,7 +166,7 @@ func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
 	hc, hs := pipe(t, p.A, testnet.Keepalive(time.Second, time.Second, 5))
 	p.B.LinkDown()
 
-	r := waitFor(t, p.A, nil, 5*time.Second, "half_open_keepalive finding", func(r result) bool {
+	r := waitFor(t, p.A, nil, 10*time.Second, "half_open_keepalive finding", func(r result) bool {
 		_, ok := r.about(audit.HalfOpenKeepalive, cookie(t, c))
 		return ok
 	})
@@ -205,7 +205,7 @@ func TestHalfOpenKeepaliveSockoptsSayWhenDropped(t *testing.T) {
 			return so, ok && opts.Read(o, s.Inode, &so) == nil
 		}
 	}
-	r := waitFor(t, p.A, withOpts, 5*time.Second, "half_open_keepalive finding", func(r result) bool {
+	r := waitFor(t, p.A, withOpts, 10*time.Second, "half_open_keepalive finding", func(r result) bool {
 		_, ok := r.about(audit.HalfOpenKeepalive, cookie(t, c))
 		return ok
 	})
@@ -274,7 +274,7 @@ func TestIdleNoKeepalive(t *testing.T) {
 	c, s := pipe(t, ns) // no SO_KEEPALIVE either end
 	hc, _ := pipe(t, ns, testnet.Keepalive(time.Minute, time.Second, 3))
 	short := func(cfg *audit.Config) { cfg.MaxIdle = time.Second }
-	r := waitFor(t, ns, short, 5*time.Second, "idle_no_keepalive finding", func(r result) bool {
+	r := waitFor(t, ns, short, 10*time.Second, "idle_no_keepalive finding", func(r result) bool {
 		_, ok := r.about(audit.IdleNoKeepalive, cookie(t, c))
 		return ok
 	})
@@ -297,11 +297,26 @@ func TestIdleOverlong(t *testing.T) {
 	c, _ := pipe(t, ns, testnet.Keepalive(time.Minute, time.Second, 3))
 	hc, hs := pipe(t, ns, testnet.Keepalive(time.Minute, time.Second, 3))
 	go io.Copy(io.Discard, hs)
-	limit := func(cfg *audit.Config) { cfg.IdleLimit = time.Second }
-	r := waitFor(t, ns, limit, 5*time.Second, "idle_overlong finding", func(r result) bool {
-		if _, err := hc.Write([]byte("busy")); err != nil { // the healthy one keeps talking
-			t.Fatal(err)
+	// The healthy one keeps talking, also while an audit scans /proc for the
+	// idle one's owner.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := hc.Write([]byte("busy")); err != nil {
+					return
+				}
+			}
 		}
+	}()
+	limit := func(cfg *audit.Config) { cfg.IdleLimit = time.Second }
+	r := waitFor(t, ns, limit, 10*time.Second, "idle_overlong finding", func(r result) bool {
 		_, ok := r.about(audit.IdleOverlong, cookie(t, c))
 		return ok
 	})
@@ -332,7 +347,7 @@ func TestCloseWaitStale(t *testing.T) {
 	c.Close() // the peer closes; the application (s) never does
 	hc.Close()
 	after := func(cfg *audit.Config) { cfg.CloseWaitAfter = time.Second }
-	r := waitFor(t, ns, after, 5*time.Second, "close_wait_stale finding", func(r result) bool {
+	r := waitFor(t, ns, after, 10*time.Second, "close_wait_stale finding", func(r result) bool {
 		_, ok := r.about(audit.CloseWaitStale, cookie(t, s))
 		return ok
 	})
@@ -371,7 +386,7 @@ func TestListenQueueFull(t *testing.T) {
 		ns.Dial("127.0.0.1:7071")
 	}
 	ns.Dial("127.0.0.1:7072")
-	r := waitFor(t, ns, nil, 5*time.Second, "two listen_queue_full findings", func(r result) bool {
+	r := waitFor(t, ns, nil, 10*time.Second, "two listen_queue_full findings", func(r result) bool {
 		return len(r.of(audit.ListenQueueFull)) >= 2
 	})
 	got := map[uint16]audit.Finding{}
