@@ -9,6 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +64,7 @@ func run(t *testing.T, ns *testnet.NS, cfg func(*audit.Config)) result {
 	var owners *proc.Owners
 	c.Owner = func(s *diag.Socket) (audit.Owner, bool) {
 		if owners == nil {
-			if owners, err = proc.ScanOwners("/proc"); err != nil {
+			if owners, err = proc.ScanOwners(ourProc(t)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -88,6 +92,21 @@ func run(t *testing.T, ns *testnet.NS, cfg func(*audit.Config)) result {
 	}
 	a.Finish(emit)
 	return r
+}
+
+// ourProc is a /proc with only this process in it: the sockets the tests make
+// are ours, and a scan of the real /proc takes seconds on a machine where other
+// work holds half a million descriptors, longer than a connection whose peer
+// vanished lives with 1 s keepalive. tcpkeep audit's end-to-end test scans the
+// real one.
+func ourProc(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	pid := strconv.Itoa(os.Getpid())
+	if err := os.Symlink("/proc/"+pid, filepath.Join(dir, pid)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // waitFor audits ns until done says the result is what the test waits for, or
@@ -150,6 +169,21 @@ func wantIn(t *testing.T, msg string, subs ...string) {
 	}
 }
 
+// ssTimer is the timer ss -tinoeH shows for the socket whose local address is
+// local, in ns: the oracle for what the rules read ("keepalive,1.2sec,3").
+func ssTimer(t *testing.T, ns *testnet.NS, local string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, "ss", "-tinoeH", "src", local).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	m := regexp.MustCompile(`timer:\(([^)]*)\)`).FindSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
 // ownedByUs is the owner part of messages about this test's own sockets.
 func ownedByUs() string { return fmt.Sprintf("pid %d)", os.Getpid()) }
 
@@ -171,6 +205,10 @@ func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.HalfOpenKeepalive, cookie(t, c))
+	// ss agrees: the keepalive timer, with probes unanswered.
+	if ss := ssTimer(t, p.A, c.LocalAddr().String()); !regexp.MustCompile(`^keepalive,[^,]*,[1-9]`).MatchString(ss) {
+		t.Errorf("ss shows timer:(%s), want keepalive with unanswered probes", ss)
+	}
 	if f.Severity != audit.Critical {
 		t.Errorf("severity %s, want critical", f.Severity)
 	}
@@ -194,9 +232,10 @@ func TestHalfOpenKeepaliveSockoptsSayWhenDropped(t *testing.T) {
 	p.B.LinkDown()
 	opts := proc.NewOptReader()
 	defer opts.Close()
+	root := ourProc(t)
 	withOpts := func(cfg *audit.Config) {
 		cfg.Sockopts = func(s *diag.Socket) (proc.SockOpts, bool) {
-			owners, err := proc.ScanOwners("/proc")
+			owners, err := proc.ScanOwners(root)
 			if err != nil {
 				return proc.SockOpts{}, false
 			}
@@ -238,6 +277,9 @@ func TestHalfOpenRetransPeerVanishesWithDataInFlight(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.HalfOpenRetrans, cookie(t, c))
+	if ss := ssTimer(t, p.A, c.LocalAddr().String()); !regexp.MustCompile(`^on,[^,]*,([3-9]|\d\d)`).MatchString(ss) {
+		t.Errorf("ss shows timer:(%s), want the retransmit timer (on) with 3 or more retransmissions", ss)
+	}
 	wantIn(t, f.Message, "retransmissions and no ACK for", "14 bytes", "tcp_retries2 15 gives up in about", "15m25s", ownedByUs())
 	noFinding(t, r, audit.HalfOpenRetrans, cookie(t, hc), cookie(t, hs))
 }
@@ -262,6 +304,9 @@ func TestZeroWindowStallPeerStopsReading(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.ZeroWindowStall, cookie(t, c))
+	if ss := ssTimer(t, ns, c.LocalAddr().String()); !strings.HasPrefix(ss, "persist,") {
+		t.Errorf("ss shows timer:(%s), want persist", ss)
+	}
 	if f.Severity != audit.Warning || f.Socket.Timer != diag.TimerPersist {
 		t.Errorf("finding %s with timer %s, want a warning on a persist timer", f.Severity, f.Socket.Timer)
 	}
