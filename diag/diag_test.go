@@ -99,9 +99,16 @@ func TestFilterInKernel(t *testing.T) {
 			}
 		}
 	}
+	// A dual-stack listener: the connections it accepts from IPv4 clients are
+	// IPv6 sockets with IPv4-mapped addresses.
+	dual := ns.Listen("[::]:7200")
+	for range 2 {
+		ns.Dial("127.0.0.1:7200")
+		acceptHold(t, dual)
+	}
 	all := dumpAll(t, c, nil)
-	if len(all) != 9+9*2*2 {
-		t.Fatalf("dumped %d sockets, want 45", len(all))
+	if len(all) != 9+9*2*2+5 {
+		t.Fatalf("dumped %d sockets, want 50", len(all))
 	}
 	pfx := netip.MustParsePrefix
 	filters := map[string]Filter{
@@ -123,6 +130,9 @@ func TestFilterInKernel(t *testing.T) {
 		"listening, sport 7100": {States: Of(StateListen), SPort: PortRange{7100, 7100}},
 		"everything in ranges":  {SPort: PortRange{1, 65535}, DPort: PortRange{0, 65535}},
 		"nothing":               {SPort: PortRange{9000, 9001}},
+		"v6, IPv4 src (mapped)": {Family: FamilyInet6, Src: pfx("127.0.0.0/8")},
+		"mapped dst prefix":     {Dst: pfx("::ffff:127.0.0.0/104")},
+		"IPv4 src, both":        {Src: pfx("127.0.0.1/32"), SPort: PortRange{7200, 7200}},
 	}
 	cookies := func(socks []Socket) []uint64 {
 		var out []uint64
@@ -309,5 +319,44 @@ func TestDestroyNeedsCapability(t *testing.T) {
 	}
 	if byCookie(dumpAll(t, c, nil), s.Cookie) == nil {
 		t.Fatal("the socket is gone after a denied destroy")
+	}
+}
+
+// TestDestroyWhileDumping destroys sockets from inside the loop over a dump,
+// as a kill command does, and the dump carries on to the end.
+func TestDestroyWhileDumping(t *testing.T) {
+	ns := testnet.NewNS(t)
+	n := testnet.Many(t, ns, 400)
+	c := dialNS(t, ns)
+	seen := 0
+	var destroyed []uint64
+	for s, err := range c.Sockets(context.Background(), &Filter{States: Of(StateEstablished), Family: FamilyInet}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen++; seen%4 == 0 {
+			// The socket may have been reset already, by the destruction of its
+			// peer after the kernel put it in the datagram being read.
+			switch err := c.Destroy(s); {
+			case err == nil:
+				destroyed = append(destroyed, s.Cookie)
+			case !errors.Is(err, ErrNotFound):
+				t.Fatal(err)
+			}
+		}
+	}
+	// A destroyed socket resets its peer, which then leaves the table before the
+	// dump reaches it: the dump sees every socket but those.
+	if seen < n-len(destroyed) || len(destroyed) < n/8 {
+		t.Fatalf("saw %d of %d sockets, destroyed %d", seen, n, len(destroyed))
+	}
+	after := dumpAll(t, c, &Filter{States: Of(StateEstablished)})
+	for _, ck := range destroyed {
+		if byCookie(after, ck) != nil {
+			t.Fatalf("destroyed socket %x is still there", ck)
+		}
+	}
+	if len(after) > n-len(destroyed) {
+		t.Fatalf("%d established sockets left of %d after destroying %d", len(after), n, len(destroyed))
 	}
 }
