@@ -13,9 +13,9 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -X github.com/tcpkeep/tcpkeep/internal/cli.version=$(VERSION) -X github.com/tcpkeep/tcpkeep/internal/cli.commit=$(COMMIT)
 
-# Debian packages the tests use: ss and ip (iproute2), nft (nftables); GNU time
-# (the benchmarks' peak RSS).
-TEST_TOOLS  := ss:iproute2 ip:iproute2 nft:nftables /usr/bin/time:time
+# Debian packages the tests use: ss and ip (iproute2), nft (nftables), promtool
+# (prometheus: checks audit -o prom); GNU time (the benchmarks' peak RSS).
+TEST_TOOLS  := ss:iproute2 ip:iproute2 nft:nftables promtool:prometheus /usr/bin/time:time
 
 .PHONY: all build run test test-deps lint bench fuzz install clean
 
@@ -24,9 +24,10 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
-# The audit of this host with its defaults (for now, its keepalive tunables).
+# The audit of this host with its defaults. Its exit code is audit's: 1 for a
+# warning, 2 for a critical finding (make reports it as an error).
 run: build
-	./$(BIN) sysctl
+	./$(BIN) audit
 
 # Installs the tools the tests need where they are missing (as root, with apt-get).
 test-deps:

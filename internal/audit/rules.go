@@ -1,0 +1,358 @@
+package audit
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/sysctl"
+)
+
+// A socketRule looks at one socket and says whether, how badly and why it is
+// flagged. Rules must not keep s.
+type socketRule struct {
+	code  Code
+	check func(c *sockCtx, s *diag.Socket) (Severity, string, bool)
+}
+
+// socketRules are the per-socket rules, in DESIGN.md's order.
+var socketRules = []socketRule{
+	{HalfOpenKeepalive, halfOpenKeepalive},
+	{HalfOpenRetrans, halfOpenRetrans},
+	{ZeroWindowStall, zeroWindowStall},
+	{IdleNoKeepalive, idleNoKeepalive},
+	{IdleOverlong, idleOverlong},
+	{KeepaliveAfterPathTimeout, keepaliveAfterPathTimeout},
+	{CloseWaitStale, closeWaitStale},
+	{ListenQueueFull, listenQueueFull},
+}
+
+// A tunableRule looks at the namespace's tunables.
+type tunableRule struct {
+	code  Code
+	check func(t sysctl.Tunables) (Severity, string, bool)
+}
+
+var tunableRules = []tunableRule{
+	{SysctlKeepaliveDefault, sysctlKeepaliveDefault},
+	{SysctlKeepaliveAfterConntrak, sysctlKeepaliveAfterConntrack},
+}
+
+// halfOpenKeepalive: the keepalive timer is armed and at least one probe went
+// unanswered. A live peer answers the first probe, which resets the count.
+func halfOpenKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	if s.Timer != diag.TimerKeepalive || s.TimerRetrans < 1 || !probedState(s.State) {
+		return 0, "", false
+	}
+	p := c.keepaliveParams()
+	n := int(s.TimerRetrans)
+	// When the timer fires with probes_out >= cnt the kernel resets the
+	// connection; otherwise it sends one more probe and waits intvl.
+	drop := s.TimerExpires
+	if n < p.cnt {
+		drop += time.Duration(p.cnt-n) * p.intvl
+	}
+	return Critical, fmt.Sprintf(
+		"%s to %s: %d keepalive %s unanswered and nothing received for %s, the peer is gone (crashed, cut off, or a middlebox forgot the flow); the kernel drops it in about %s (after %d probes %s apart, %s)%s; close it now with tcpkeep kill --finding half_open_keepalive",
+		s.Local, s.Remote, n, plural(n, "probe", "probes"), dur(recvSilence(s)), dur(drop), p.cnt, dur(p.intvl), p.src, c.ownerText()), true
+}
+
+// halfOpenRetrans: data is in flight and the retransmission timer has fired at
+// least --retrans-threshold times in a row: the peer acknowledges nothing.
+func halfOpenRetrans(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	th := c.a.cfg.RetransThreshold
+	if th < 1 {
+		th = DefaultRetransThreshold
+	}
+	if s.Timer != diag.TimerRetransmit || int(s.TimerRetrans) < th || !dataState(s.State) {
+		return 0, "", false
+	}
+	silent := s.Info.LastAckRecv
+	var until string
+	if o, ok := c.sockopts(); ok && o.UserTimeout > 0 {
+		until = fmt.Sprintf("TCP_USER_TIMEOUT gives up in about %s (after %s without an ACK)", dur(left(o.UserTimeout, silent)), dur(o.UserTimeout))
+	} else if r2 := c.a.cfg.Tunables.Retries2; r2 != nil {
+		g := sysctl.RetransGiveUp(*r2)
+		until = fmt.Sprintf("tcp_retries2 %d gives up in about %s (%s after the first retransmission, longer on a slow path)", *r2, dur(left(g, silent)), dur(g))
+	} else {
+		until = "tcp_retries2 is unknown, so when the kernel gives up is too"
+	}
+	return Critical, fmt.Sprintf(
+		"%s to %s: %d retransmissions and no ACK for %s with %d bytes unsent or unacknowledged, the peer is gone or the path drops its packets; %s%s; set TCP_USER_TIMEOUT in the application to give up sooner",
+		s.Local, s.Remote, s.TimerRetrans, dur(silent), s.SendQ, until, c.ownerText()), true
+}
+
+// zeroWindowStall: the persist timer is pending (the peer advertises a zero
+// window) and at least ZeroWindowProbes probes were sent. The kernel resets the
+// unanswered count (timer_retrans) on every answer, so a live peer that stopped
+// reading shows its probes in the backoff, which only an opening window resets.
+func zeroWindowStall(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	if s.Timer != diag.TimerPersist {
+		return 0, "", false
+	}
+	probes := max(int(s.TimerRetrans), int(s.Info.Backoff))
+	if probes < ZeroWindowProbes {
+		return 0, "", false
+	}
+	what := "the peer stopped reading"
+	if s.TimerRetrans >= ZeroWindowProbes {
+		what = fmt.Sprintf("and the last %d went unanswered: the peer may be gone too", s.TimerRetrans)
+	}
+	return Warning, fmt.Sprintf(
+		"%s to %s: the peer has advertised a zero window for about %s and %d zero-window probes went out, %s; %d bytes wait in the send queue%s; fix the reader at %s or bound the wait with TCP_USER_TIMEOUT",
+		s.Local, s.Remote, dur(s.Info.LastDataSent), probes, what, s.SendQ, c.ownerText(), s.Remote), true
+}
+
+// idleNoKeepalive: an ESTABLISHED connection without keepalive has been idle for
+// --max-idle: if its peer died, nothing would ever notice.
+func idleNoKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	max := c.a.cfg.MaxIdle
+	if s.State != diag.StateEstablished || max <= 0 || s.Info.Len == 0 {
+		return 0, "", false
+	}
+	idle := s.Idle()
+	if idle < max {
+		return 0, "", false
+	}
+	armed, known := s.KeepaliveArmed()
+	if !known {
+		// A pending retransmit or zero-window timer hides keepalive; only the
+		// owner's socket option can tell.
+		o, ok := c.sockopts()
+		if !ok {
+			return 0, "", false
+		}
+		armed = o.KeepAlive
+	}
+	if armed {
+		return 0, "", false
+	}
+	return Warning, fmt.Sprintf(
+		"%s to %s: idle for %s (over --max-idle %s) without SO_KEEPALIVE%s, so a dead peer would never be noticed; set SO_KEEPALIVE in the application (with TCP_KEEPIDLE below the path's idle timeout)",
+		s.Local, s.Remote, dur(idle), dur(max), c.ownerText()), true
+}
+
+// idleOverlong: the operator's policy, no reads or writes for --idle-limit.
+func idleOverlong(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	lim := c.a.cfg.IdleLimit
+	if lim <= 0 || s.State != diag.StateEstablished || s.Info.Len == 0 {
+		return 0, "", false
+	}
+	idle := s.Idle()
+	if idle < lim {
+		return 0, "", false
+	}
+	return Warning, fmt.Sprintf(
+		"%s to %s: no data sent or received for %s (over --idle-limit %s)%s; close it in the application, or with tcpkeep kill --finding idle_overlong",
+		s.Local, s.Remote, dur(idle), dur(lim), c.ownerText()), true
+}
+
+// keepaliveAfterPathTimeout: keepalive is armed, but its first probe comes after
+// the path (--path-idle-timeout, or local conntrack) has forgotten the flow.
+func keepaliveAfterPathTimeout(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	path, src := c.a.pathTO, c.a.pathSrc
+	if path <= 0 || s.State != diag.StateEstablished {
+		return 0, "", false
+	}
+	idle, how, ok := c.effectiveKeepIdle()
+	if !ok || idle <= path {
+		return 0, "", false
+	}
+	return Warning, fmt.Sprintf(
+		"%s to %s: keepalive's first probe comes after %s of silence (%s), but %s forgets an idle flow after %s, so the probe finds the flow gone%s; set TCP_KEEPIDLE (or tcp_keepalive_time) below %s",
+		s.Local, s.Remote, dur(idle), how, src, dur(path), c.ownerText(), dur(path*9/10)), true
+}
+
+// closeWaitStale: the peer closed its end long ago and the application never
+// closed its own: a descriptor leak in the making.
+func closeWaitStale(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	after := c.a.cfg.CloseWaitAfter
+	if s.State != diag.StateCloseWait || s.Info.Len == 0 {
+		return 0, "", false
+	}
+	idle := s.Idle()
+	if idle < after {
+		return 0, "", false
+	}
+	return Warning, fmt.Sprintf(
+		"%s to %s: in CLOSE_WAIT for about %s (over --close-wait-after %s): the peer closed, the application never did%s; fix the application's close path (close the socket on EOF or error)",
+		s.Local, s.Remote, dur(idle), dur(after), c.ownerText()), true
+}
+
+// listenQueueFull: the accept queue of a listener is at its backlog (critical)
+// or at 80% of it (warning): new connections are dropped while the application
+// does not accept.
+func listenQueueFull(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+	if s.State != diag.StateListen || s.RecvQ == 0 {
+		return 0, "", false
+	}
+	q, backlog := uint64(s.RecvQ), uint64(s.SendQ)
+	var sev Severity
+	switch {
+	case q >= backlog:
+		sev = Critical
+	case q*5 >= backlog*4:
+		sev = Warning
+	default:
+		return 0, "", false
+	}
+	return sev, fmt.Sprintf(
+		"listener %s: accept queue %d of backlog %d, new connections are dropped once it is full%s; accept faster in the application, or raise the backlog (listen() and net.core.somaxconn)",
+		s.Local, q, backlog, c.ownerText()), true
+}
+
+// countPeer counts connections per remote address and local port, for
+// peer_limit_exceeded. It keeps one copy of a socket only for peers over the limit.
+func (a *Auditor) countPeer(s *diag.Socket) {
+	if a.peers == nil || !connState(s.State) {
+		return
+	}
+	k := peerKey{remote: s.Remote.Addr().Unmap(), port: s.Local.Port()}
+	p := a.peers[k]
+	if p == nil {
+		p = &peerCount{}
+		a.peers[k] = p
+	}
+	p.n++
+	if p.n == a.cfg.MaxPerPeer+1 {
+		cp := *s
+		p.first = &cp
+	}
+}
+
+// peerLimitFinding is peer_limit_exceeded for one peer.
+func peerLimitFinding(limit int, k peerKey, p *peerCount) Finding {
+	return Finding{Code: PeerLimitExceeded, Severity: Warning, Socket: p.first, Message: fmt.Sprintf(
+		"%s holds %d connections to local port %d (over --max-per-peer %d): a client that leaks connections or a flood; list them with tcpkeep conns --dst %s --sport %d, close them with tcpkeep kill --max-per-peer %d",
+		k.remote, p.n, k.port, limit, k.remote, k.port, limit)}
+}
+
+// sysctlKeepaliveDefault: tcp_keepalive_time is still the kernel's 2 hours.
+func sysctlKeepaliveDefault(t sysctl.Tunables) (Severity, string, bool) {
+	if t.Time != sysctl.Defaults.Time {
+		return 0, "", false
+	}
+	return Warning, fmt.Sprintf(
+		"tcp_keepalive_time is the kernel default of %s: a dead idle peer is found after %s, long after most NAT gateways, firewalls and load balancers (4 to 20 minutes) forgot the flow; lower it with tcpkeep sysctl recommend --apply",
+		dur(t.Time), dur(t.DeadPeerDetect())), true
+}
+
+// sysctlKeepaliveAfterConntrack: local conntrack forgets idle flows before the
+// first keepalive probe.
+func sysctlKeepaliveAfterConntrack(t sysctl.Tunables) (Severity, string, bool) {
+	ct := t.ConntrackEstablished
+	if ct == nil || t.Time <= *ct {
+		return 0, "", false
+	}
+	return Warning, fmt.Sprintf(
+		"tcp_keepalive_time %s exceeds nf_conntrack_tcp_timeout_established %s: local conntrack forgets an idle flow before its first keepalive probe; lower it with tcpkeep sysctl recommend --behind conntrack --apply",
+		dur(t.Time), dur(*ct)), true
+}
+
+// keepaliveParams are the probe interval and count a socket's keepalive uses.
+type keepaliveParams struct {
+	intvl time.Duration
+	cnt   int
+	src   string
+}
+
+func (c *sockCtx) keepaliveParams() keepaliveParams {
+	if o, ok := c.sockopts(); ok && o.KeepIntvl > 0 && o.KeepCnt > 0 {
+		return keepaliveParams{o.KeepIntvl, o.KeepCnt, "the socket's TCP_KEEPINTVL and TCP_KEEPCNT"}
+	}
+	t := c.a.cfg.Tunables
+	return keepaliveParams{t.Intvl, t.Probes, "the namespace's tunables, unless the socket sets its own: --sockopts reads them"}
+}
+
+// effectiveKeepIdle is how long the socket's connection stays silent before
+// keepalive's first probe: the owner's TCP_KEEPIDLE with --sockopts; otherwise
+// inferred from the armed timer (it fires keepidle after the last packet
+// received, so expiry + time since that packet; a lower bound if data arrived
+// since the timer was last armed); otherwise the sysctl. ok is false when
+// keepalive is off or cannot be told.
+func (c *sockCtx) effectiveKeepIdle() (d time.Duration, how string, ok bool) {
+	s := c.s
+	if o, ok := c.sockopts(); ok {
+		if !o.KeepAlive {
+			return 0, "", false
+		}
+		if o.KeepIdle > 0 {
+			return o.KeepIdle, "the socket's TCP_KEEPIDLE", true
+		}
+	}
+	armed, known := s.KeepaliveArmed()
+	if known && !armed {
+		return 0, "", false
+	}
+	if !known {
+		return 0, "", false
+	}
+	if s.Timer == diag.TimerKeepalive && s.TimerRetrans == 0 && s.Info.Len > 0 {
+		d := (s.TimerExpires + recvSilence(s)).Round(time.Second)
+		return d, "inferred from its keepalive timer", true
+	}
+	return c.a.cfg.Tunables.Time, "tcp_keepalive_time", true
+}
+
+// recvSilence is how long nothing was received, as keepalive counts it: the
+// later of the last data and the last ACK.
+func recvSilence(s *diag.Socket) time.Duration {
+	return min(s.Info.LastDataRecv, s.Info.LastAckRecv)
+}
+
+// probedState: states in which the keepalive timer sends probes (not FIN_WAIT2,
+// where sk_timer is the FIN_WAIT2 timeout, nor states without a connection).
+func probedState(st diag.State) bool {
+	switch st {
+	case diag.StateEstablished, diag.StateCloseWait, diag.StateFinWait1, diag.StateClosing, diag.StateLastAck:
+		return true
+	}
+	return false
+}
+
+// dataState: states in which unacknowledged data can be retransmitted (not the
+// handshake, which tcp_syn_retries governs).
+func dataState(st diag.State) bool { return probedState(st) }
+
+// connState: states that hold a connection from a peer, for per-peer counting.
+func connState(st diag.State) bool {
+	switch st {
+	case diag.StateListen, diag.StateTimeWait, diag.StateClose, diag.StateSynSent:
+		return false
+	}
+	return true
+}
+
+func left(total, spent time.Duration) time.Duration {
+	if spent >= total {
+		return 0
+	}
+	return total - spent
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// dur writes a duration for people: "2h11m15s", "75s", "1.5s", "300ms".
+func dur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	s := d.Round(time.Second).String()
+	if len(s) > 3 && s[len(s)-3:] == "m0s" {
+		s = s[:len(s)-2]
+	}
+	if len(s) > 3 && s[len(s)-3:] == "h0m" {
+		s = s[:len(s)-2]
+	}
+	return s
+}

@@ -1,0 +1,305 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpkeep/tcpkeep/internal/testnet"
+)
+
+// ndjsonRecords parses every line of ndjson output; each must be a JSON object
+// with the header every record has.
+func ndjsonRecords(t *testing.T, out, netns string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, sc.Text())
+		}
+		for _, k := range []string{"type", "ts", "host", "netns"} {
+			if _, ok := m[k]; !ok {
+				t.Fatalf("record without %q: %s", k, sc.Text())
+			}
+		}
+		if _, err := time.Parse(time.RFC3339, m["ts"].(string)); err != nil || !strings.HasSuffix(m["ts"].(string), "Z") {
+			t.Errorf("ts %q is not RFC 3339 in UTC", m["ts"])
+		}
+		if m["netns"] != netns {
+			t.Errorf("netns %q, want %q", m["netns"], netns)
+		}
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+// promtool checks prom output with Prometheus's own linter.
+func promtool(t *testing.T, metrics []byte) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("TCPKEEP_REQUIRE_ROOT") == "1" {
+			t.Fatal("promtool checks the prom output: apt-get install prometheus (make test-deps does)")
+		}
+		t.Skip("promtool not installed (Debian package prometheus)")
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(metrics))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s\n--- metrics:\n%s", err, out, metrics)
+	}
+}
+
+// listenBacklog opens a listener on 127.0.0.1:port in ns with an exact backlog.
+func listenBacklog(t *testing.T, ns *testnet.NS, port, backlog int) {
+	t.Helper()
+	var fd int
+	ns.Do(func() (err error) {
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		return unix.Listen(fd, backlog)
+	})
+	t.Cleanup(func() { unix.Close(fd) })
+}
+
+func TestAuditEndToEnd(t *testing.T) {
+	ns := testnet.NewNS(t) // fresh: tcp_keepalive_time is the 7200 s default
+	bin := buildTcpkeep(t, t.TempDir())
+	audit := func(args ...string) (string, string, int) {
+		return runBin(t, bin, append([]string{"--netns", ns.Name, "audit"}, args...)...)
+	}
+
+	// A healthy connection with keepalive, present throughout.
+	l := ns.Listen("127.0.0.1:7000")
+	go acceptAll(l)
+	ns.Dial("127.0.0.1:7000", testnet.Keepalive(30*time.Second, 5*time.Second, 3))
+
+	// 1. The default tunables: a warning, exit 1; not with --fail-on critical.
+	out, _, code := audit()
+	if code != 1 || !strings.Contains(out, "WARNING sysctl_keepalive_default (1)") || !strings.Contains(out, "worst warning") {
+		t.Fatalf("fresh namespace: exit %d, want 1 with sysctl_keepalive_default:\n%s", code, out)
+	}
+	if _, _, code := audit("--fail-on", "critical"); code != 0 {
+		t.Fatalf("--fail-on critical with a warning: exit %d, want 0", code)
+	}
+
+	// 2. Tuned: all is well, exit 0, one line.
+	ns.Sysctl("net/ipv4/tcp_keepalive_time", "120")
+	out, errOut, code := audit()
+	if code != 0 || !strings.HasPrefix(out, "All is well: ") || strings.Count(out, "\n") != 1 || errOut != "" {
+		t.Fatalf("tuned, healthy: exit %d, want 0 and one line:\n%s%s", code, out, errOut)
+	}
+	out, _, _ = audit("-o", "ndjson")
+	recs := ndjsonRecords(t, out, ns.Name)
+	if len(recs) != 1 || recs[0]["type"] != "summary" || recs[0]["worst"] != "none" {
+		t.Fatalf("healthy ndjson: %v, want only a summary with worst none", recs)
+	}
+
+	// 3. An idle connection without keepalive: a warning with its owner, exit 1.
+	c := ns.Dial("127.0.0.1:7000")
+	cookie := sprintf16(testnet.Cookie(t, c))
+	// Owners are looked up for flagged sockets only, with one scan of /proc:
+	// seconds on a machine with half a million descriptors open.
+	var finding map[string]any
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _, code = audit("--max-idle", "1s", "-o", "ndjson")
+		recs = ndjsonRecords(t, out, ns.Name)
+		for _, r := range recs {
+			if r["type"] == "finding" && r["code"] == "idle_no_keepalive" {
+				finding = r
+			}
+		}
+		if finding != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no idle_no_keepalive after 20s:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != 1 {
+		t.Errorf("idle_no_keepalive: exit %d, want 1", code)
+	}
+	sock, _ := finding["socket"].(map[string]any)
+	if finding["severity"] != "warning" || sock == nil || sock["cookie"] != cookie || sock["state"] != "ESTABLISHED" || sock["keepalive"] != false {
+		t.Errorf("finding %v, want a warning about cookie %s", finding, cookie)
+	}
+	if pid, _ := sock["pid"].(float64); int(pid) != os.Getpid() {
+		t.Errorf("finding's socket pid %v, want this process %d", sock["pid"], os.Getpid())
+	}
+	// --sockopts: the owner's real options ride along.
+	out, _, _ = audit("--max-idle", "1s", "-o", "ndjson", "--sockopts")
+	var withOpts map[string]any
+	for _, r := range ndjsonRecords(t, out, ns.Name) {
+		if r["code"] == "idle_no_keepalive" {
+			withOpts, _ = r["socket"].(map[string]any)
+		}
+	}
+	if withOpts == nil || withOpts["so_keepalive"] != false || withOpts["keepidle_s"] != 120.0 {
+		t.Errorf("--sockopts: finding's socket %v, want so_keepalive false and keepidle_s 120 (the namespace's)", withOpts)
+	}
+	sum := recs[len(recs)-1]
+	if sum["type"] != "summary" || sum["worst"] != "warning" {
+		t.Fatalf("last record %v, want the summary", sum)
+	}
+	if f, _ := sum["findings"].(map[string]any); f["idle_no_keepalive"] != 1.0 {
+		t.Errorf("summary findings %v, want idle_no_keepalive: 1", sum["findings"])
+	}
+	if bs, _ := sum["by_state"].(map[string]any); bs["LISTEN"] != 1.0 || bs["ESTABLISHED"] != 4.0 {
+		t.Errorf("summary by_state %v, want 1 LISTEN and 4 ESTABLISHED", sum["by_state"])
+	}
+	if n, _ := sum["sockets"].(float64); n != 5 {
+		t.Errorf("summary sockets %v, want 5", sum["sockets"])
+	}
+	if _, ok := sum["duration_ms"].(float64); !ok {
+		t.Errorf("summary without duration_ms: %v", sum)
+	}
+	// The filters apply: the clients of port 7000 include the idle one; the
+	// server ends do not.
+	if _, _, code := audit("--max-idle", "1s", "--dport", "7000"); code != 1 {
+		t.Errorf("--dport 7000: exit %d, want 1 (the idle client is in)", code)
+	}
+	if out, _, code := audit("--max-idle", "1s", "--sport", "7000"); code != 0 {
+		t.Errorf("--sport 7000: exit %d, want 0 (only the server ends, which Go gives keepalive):\n%s", code, out)
+	}
+
+	// 4. A full accept queue: critical, exit 2; -o json is one document.
+	listenBacklog(t, ns, 7001, 1)
+	ns.Dial("127.0.0.1:7001")
+	out, _, code = audit("-o", "json")
+	if code != 2 {
+		t.Errorf("full accept queue: exit %d, want 2:\n%s", code, out)
+	}
+	var doc struct {
+		Type     string           `json:"type"`
+		NetNS    string           `json:"netns"`
+		Findings []map[string]any `json:"findings"`
+		Summary  map[string]any   `json:"summary"`
+		Tunables map[string]any   `json:"tunables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, out)
+	}
+	var full map[string]any
+	for _, f := range doc.Findings {
+		if f["code"] == "listen_queue_full" {
+			full = f
+		}
+	}
+	if full == nil || full["severity"] != "critical" || doc.Summary["worst"] != "critical" || doc.NetNS != ns.Name {
+		t.Errorf("-o json: no critical listen_queue_full, or worst %v: %s", doc.Summary["worst"], out)
+	}
+	if doc.Tunables["keepalive_time_s"] != 120.0 || doc.Tunables["keepalive_probes"] != 9.0 {
+		t.Errorf("tunables %v, want keepalive_time_s 120", doc.Tunables)
+	}
+	// The table: critical first, then warnings, then the summary line.
+	out, _, code = audit("--max-idle", "1s")
+	// (The connection waiting in the full queue may have idled past 1s by now:
+	// both its ends are then flagged too.)
+	crit, warn := strings.Index(out, "CRITICAL listen_queue_full (1)\n"), strings.Index(out, "WARNING idle_no_keepalive (")
+	if code != 2 || crit < 0 || warn < crit || !strings.Contains(out, " (1 critical, ") || !strings.Contains(out, " warning), worst critical (took ") {
+		t.Errorf("table: exit %d, want 2, the critical group before the warning and a summary:\n%s", code, out)
+	}
+	if _, _, code := audit("--fail-on", "critical", "--state", "established"); code != 0 {
+		t.Errorf("--state established leaves the listener out: exit %d, want 0", code)
+	}
+
+	// 5. prom: promtool accepts it, on stdout and through --prom-file.
+	out, _, code = audit("-o", "prom")
+	if code != 2 {
+		t.Errorf("-o prom: exit %d, want 2", code)
+	}
+	promtool(t, []byte(out))
+	for _, want := range []string{
+		"# TYPE tcpkeep_sockets gauge",
+		`tcpkeep_sockets{netns="` + ns.Name + `",state="LISTEN"} 2`,
+		`tcpkeep_findings{netns="` + ns.Name + `",code="listen_queue_full",severity="critical"} 1`,
+		`tcpkeep_findings{netns="` + ns.Name + `",code="half_open_keepalive",severity="critical"} 0`,
+		`tcpkeep_keepalive_time_seconds{netns="` + ns.Name + `"} 120`,
+		`tcpkeep_audit_success{netns="` + ns.Name + `"} 1`,
+		"tcpkeep_audit_duration_seconds{",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("prom output lacks %q:\n%s", want, out)
+		}
+	}
+	dir := t.TempDir()
+	pf := filepath.Join(dir, "tcpkeep.prom")
+	out, _, code = audit("--prom-file", pf, "-o", "ndjson")
+	if code != 2 || !strings.Contains(out, `"type":"summary"`) {
+		t.Errorf("--prom-file with -o ndjson: exit %d, stdout %q", code, out)
+	}
+	b, err := os.ReadFile(pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promtool(t, b)
+	if st, _ := os.Stat(pf); st.Mode().Perm() != 0o644 {
+		t.Errorf("%s mode %v, want 0644 (node_exporter reads it)", pf, st.Mode())
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%s holds %d files, want only tcpkeep.prom (no temporary left)", dir, len(ents))
+	}
+}
+
+func TestAuditCannotAuditExits3(t *testing.T) {
+	testnet.RequireRoot(t)
+	bin := buildTcpkeep(t, t.TempDir())
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"audit", "--max-idel", "5m"}, "unknown flag: --max-idel"},
+		{"bad duration", []string{"audit", "--max-idle", "5 minutes"}, "--max-idle"},
+		{"zero max-idle", []string{"audit", "--max-idle", "0"}, "--max-idle 0s: want a positive duration"},
+		{"bad fail-on", []string{"audit", "--fail-on", "error"}, "--fail-on \"error\": want info, warning or critical"},
+		{"bad retrans threshold", []string{"audit", "--retrans-threshold", "0"}, "--retrans-threshold"},
+		{"bad output", []string{"-o", "yaml", "audit"}, `-o "yaml": this command writes table, json, ndjson, prom`},
+		{"bad state", []string{"audit", "--state", "establish"}, "--state"},
+		{"stray argument", []string{"audit", "now"}, `unexpected argument "now"`},
+		{"no such namespace", []string{"--netns", "tk-does-not-exist", "audit"}, "no such network namespace"},
+		{"prom-file in a missing directory", []string{"audit", "--prom-file", "/nonexistent/dir/x.prom"}, "--prom-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runBin(t, bin, tc.args...)
+			if code != 3 {
+				t.Fatalf("exit %d, want 3 (could not audit); stdout %q stderr %q", code, out, errOut)
+			}
+			if !strings.HasPrefix(errOut, "tcpkeep: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("stderr %q, want one line `tcpkeep: ...` with %q", errOut, tc.want)
+			}
+		})
+	}
+	// A failed audit still tells node_exporter so.
+	pf := filepath.Join(t.TempDir(), "tcpkeep.prom")
+	if _, _, code := runBin(t, bin, "--netns", "tk-does-not-exist", "audit", "--prom-file", pf); code != 3 {
+		t.Fatalf("failed audit with --prom-file: exit %d, want 3", code)
+	}
+	b, err := os.ReadFile(pf)
+	if err != nil || !strings.Contains(string(b), `tcpkeep_audit_success{netns="tk-does-not-exist"} 0`) {
+		t.Fatalf("failed audit: %s holds %q (%v), want tcpkeep_audit_success 0", pf, b, err)
+	}
+	promtool(t, b)
+
+	// -h is help, not a failure.
+	out, _, code := runBin(t, bin, "audit", "-h")
+	if code != 0 || !strings.Contains(out, "*/5 * * * *") || !strings.Contains(out, "--fail-on") {
+		t.Fatalf("audit -h: exit %d, want 0 and the help with a cron line:\n%s", code, out)
+	}
+}
