@@ -111,32 +111,40 @@ func BenchmarkConnsVsSS(b *testing.B) {
 			}
 			out = nil
 
-			var ssT, tkT, ssCPU, tkCPU time.Duration
-			runs := 0
-			for b.Loop() {
-				w, c := timed(b, ns, devnull, "ss", "-tinoeH")
-				ssT, ssCPU = ssT+w, ssCPU+c
-				w, c = timed(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson")
-				tkT, tkCPU = tkT+w, tkCPU+c
-				runs++
-			}
-			b.StopTimer()
-			var rss, ssRSS, pRSS int64
-			for range 3 {
-				rss = max(rss, peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson"))
-				ssRSS = max(ssRSS, peakRSS(b, ns, devnull, "ss", "-tinoeH"))
-			}
+			compareWithSS(b, ns, devnull, made, "conns", bin, "--netns", ns.Name, "conns", "-o", "ndjson")
 			// -p keeps one map entry per socket inode on the host.
-			pRSS = peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson", "-p")
+			pRSS := peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson", "-p")
 			b.ReportMetric(float64(pRSS)/1024, "conns-p-peak-RSS-MiB")
-			b.ReportMetric(float64(made), "sockets")
-			b.ReportMetric(float64(ssT.Microseconds())/1000/float64(runs), "ss-ms")
-			b.ReportMetric(float64(tkT.Microseconds())/1000/float64(runs), "conns-ms")
-			b.ReportMetric(float64(tkT)/float64(ssT), "conns/ss")
-			b.ReportMetric(float64(tkCPU)/float64(ssCPU), "conns/ss-cpu")
-			b.ReportMetric(float64(rss)/1024, "conns-peak-RSS-MiB")
-			b.ReportMetric(float64(ssRSS)/1024, "ss-peak-RSS-MiB")
-			b.ReportMetric(float64(tkT.Nanoseconds())/float64(runs)/float64(made), "conns-ns/socket")
 		})
 	}
+}
+
+// compareWithSS times `ss -tinoeH > /dev/null` and the tcpkeep command line (bin,
+// args) in turns, in the same run, and reports their wall and CPU ratios, peak
+// RSS (the worse of 3 runs) and time per socket, each metric named for what.
+func compareWithSS(b *testing.B, ns *testnet.NS, devnull *os.File, sockets int, what, bin string, args ...string) {
+	b.Helper()
+	var ssT, tkT, ssCPU, tkCPU time.Duration
+	runs := 0
+	for b.Loop() {
+		w, c := timed(b, ns, devnull, "ss", "-tinoeH")
+		ssT, ssCPU = ssT+w, ssCPU+c
+		w, c = timed(b, ns, devnull, bin, args...)
+		tkT, tkCPU = tkT+w, tkCPU+c
+		runs++
+	}
+	b.StopTimer()
+	var rss, ssRSS int64
+	for range 3 {
+		rss = max(rss, peakRSS(b, ns, devnull, bin, args...))
+		ssRSS = max(ssRSS, peakRSS(b, ns, devnull, "ss", "-tinoeH"))
+	}
+	b.ReportMetric(float64(sockets), "sockets")
+	b.ReportMetric(float64(ssT.Microseconds())/1000/float64(runs), "ss-ms")
+	b.ReportMetric(float64(tkT.Microseconds())/1000/float64(runs), what+"-ms")
+	b.ReportMetric(float64(tkT)/float64(ssT), what+"/ss")
+	b.ReportMetric(float64(tkCPU)/float64(ssCPU), what+"/ss-cpu")
+	b.ReportMetric(float64(rss)/1024, what+"-peak-RSS-MiB")
+	b.ReportMetric(float64(ssRSS)/1024, "ss-peak-RSS-MiB")
+	b.ReportMetric(float64(tkT.Nanoseconds())/float64(runs)/float64(sockets), what+"-ns/socket")
 }
