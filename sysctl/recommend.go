@@ -102,7 +102,7 @@ func Recommend(r Request) (Recommendation, error) {
 		path, pathName = AssumedPathIdleTimeout, "assumed: the shortest common middlebox default"
 	}
 	margin := max(path/10, time.Second)
-	timeMax := min((path-margin).Truncate(time.Second), MaxTime)
+	timeMax := min((path - margin).Truncate(time.Second), MaxTime)
 	if timeMax < time.Second {
 		return Recommendation{}, fmt.Errorf("%w: a path that forgets idle flows after %v leaves no whole second for keepalive's first probe; use an application heartbeat (tcpkeep probe) instead", ErrImpossible, path)
 	}
