@@ -36,11 +36,14 @@ type Config struct {
 	Name string
 }
 
-// Conn is a sock_diag netlink socket in one network namespace. A Conn runs one
-// dump or destroy at a time: it is not for concurrent use.
+// Conn is a pair of sock_diag netlink sockets in one network namespace: one
+// for dumps, one for Destroy, so that a socket can be destroyed from inside the
+// loop over a dump. A Conn is not for concurrent use from several goroutines.
 type Conn struct {
-	nl   *netlink.Conn
+	nl   *netlink.Conn // dumps
+	ctl  *netlink.Conn // Destroy
 	recv *receiver
+	send func(netlink.Message) (netlink.Message, error) // nl.Send
 	ns   string
 	sock Socket // the Socket every dump hands out, reused
 	// receiveIter reads dumps with netlink.Conn.ReceiveIter instead of the
@@ -73,16 +76,24 @@ func Dial(cfg *Config) (*Conn, error) {
 	// Without MessageBufferSize the netlink package peeks at every datagram
 	// first, and the kernel sizes its datagrams by the first read: ~4 KB, twice
 	// the system calls.
-	nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: cfg.NetNS, MessageBufferSize: msgBufSize})
-	if err != nil {
-		return nil, fmt.Errorf("open sock_diag netlink socket in netns %s: %w%s", ns, err, hint(err))
+	var nls [2]*netlink.Conn
+	for i := range nls {
+		nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: cfg.NetNS, MessageBufferSize: msgBufSize})
+		if err != nil {
+			if i > 0 {
+				nls[0].Close()
+			}
+			return nil, fmt.Errorf("open sock_diag netlink socket in netns %s: %w%s", ns, err, hint(err))
+		}
+		nls[i] = nl
 	}
-	rc, err := nl.SyscallConn()
+	rc, err := nls[0].SyscallConn()
 	if err != nil {
-		nl.Close()
+		nls[0].Close()
+		nls[1].Close()
 		return nil, fmt.Errorf("open sock_diag netlink socket in netns %s: %w", ns, err)
 	}
-	return &Conn{nl: nl, recv: newReceiver(rc, msgBufSize), ns: ns}, nil
+	return &Conn{nl: nls[0], ctl: nls[1], recv: newReceiver(rc, msgBufSize), send: nls[0].Send, ns: ns}, nil
 }
 
 // hint explains the kernel errors a person can act on.
@@ -96,8 +107,8 @@ func hint(err error) string {
 	return ""
 }
 
-// Close closes the netlink socket.
-func (c *Conn) Close() error { return c.nl.Close() }
+// Close closes the netlink sockets.
+func (c *Conn) Close() error { return errors.Join(c.nl.Close(), c.ctl.Close()) }
 
 // Sockets streams the TCP sockets f selects (nil: all of them), IPv4 first,
 // then IPv6. The kernel applies the filter. The *Socket yielded is the same
@@ -179,7 +190,7 @@ func (c *Conn) dump(ctx context.Context, fam Family, states StateSet, bc []byte,
 		r.err = fmt.Errorf("dump %s sockets in netns %s: %w", fam, c.ns, err)
 		return r
 	}
-	req, err := c.nl.Send(netlink.Message{
+	req, err := c.send(netlink.Message{
 		Header: netlink.Header{Type: unix.SOCK_DIAG_BY_FAMILY, Flags: netlink.Request | netlink.Dump},
 		Data:   request(fam, states, bc),
 	})
@@ -247,7 +258,8 @@ func (c *Conn) dump(ctx context.Context, fam Family, states StateSet, bc []byte,
 
 // Destroy closes s in the kernel (SOCK_DESTROY): the socket with exactly s's
 // addresses, ports, interface and cookie, IPv4 or IPv6. Its owner's next call
-// fails with ECONNABORTED. It needs CAP_NET_ADMIN.
+// fails with ECONNABORTED. It needs CAP_NET_ADMIN. It may be called from
+// inside the loop over Sockets, with the yielded Socket.
 func (c *Conn) Destroy(s *Socket) error {
 	if s.Family != FamilyInet && s.Family != FamilyInet6 {
 		return fmt.Errorf("destroy %s in netns %s: family %d is neither inet nor inet6", s.ID(), c.ns, s.Family)
@@ -275,7 +287,7 @@ func (c *Conn) Destroy(s *Socket) error {
 	binary.NativeEndian.PutUint32(id[offCookie-o:], uint32(s.Cookie))
 	binary.NativeEndian.PutUint32(id[offCookie-o+4:], uint32(s.Cookie>>32))
 
-	_, err := c.nl.Execute(netlink.Message{
+	_, err := c.ctl.Execute(netlink.Message{
 		Header: netlink.Header{Type: unix.SOCK_DESTROY, Flags: netlink.Request | netlink.Acknowledge},
 		Data:   b,
 	})

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
@@ -96,9 +99,16 @@ func TestFilterInKernel(t *testing.T) {
 			}
 		}
 	}
+	// A dual-stack listener: the connections it accepts from IPv4 clients are
+	// IPv6 sockets with IPv4-mapped addresses.
+	dual := ns.Listen("[::]:7200")
+	for range 2 {
+		ns.Dial("127.0.0.1:7200")
+		acceptHold(t, dual)
+	}
 	all := dumpAll(t, c, nil)
-	if len(all) != 9+9*2*2 {
-		t.Fatalf("dumped %d sockets, want 45", len(all))
+	if len(all) != 9+9*2*2+5 {
+		t.Fatalf("dumped %d sockets, want 50", len(all))
 	}
 	pfx := netip.MustParsePrefix
 	filters := map[string]Filter{
@@ -120,6 +130,9 @@ func TestFilterInKernel(t *testing.T) {
 		"listening, sport 7100": {States: Of(StateListen), SPort: PortRange{7100, 7100}},
 		"everything in ranges":  {SPort: PortRange{1, 65535}, DPort: PortRange{0, 65535}},
 		"nothing":               {SPort: PortRange{9000, 9001}},
+		"v6, IPv4 src (mapped)": {Family: FamilyInet6, Src: pfx("127.0.0.0/8")},
+		"mapped dst prefix":     {Dst: pfx("::ffff:127.0.0.0/104")},
+		"IPv4 src, both":        {Src: pfx("127.0.0.1/32"), SPort: PortRange{7200, 7200}},
 	}
 	cookies := func(socks []Socket) []uint64 {
 		var out []uint64
@@ -203,7 +216,37 @@ func TestDestroy(t *testing.T) {
 func TestStopDrains(t *testing.T) {
 	ns := testnet.NewNS(t)
 	n := testnet.Many(t, ns, 2000)
+	for _, receiveIter := range []bool{false, true} {
+		c := dialNS(t, ns)
+		c.receiveIter = receiveIter
+		stopDrains(t, c, n)
+	}
+
+	// The dump allocates per request, never per socket: a dump of n sockets
+	// makes far fewer than n allocations.
 	c := dialNS(t, ns)
+	allocs := testing.AllocsPerRun(3, func() {
+		for _, err := range c.Sockets(context.Background(), nil) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs > 100 {
+		t.Fatalf("a dump of %d sockets made %.0f allocations, want a constant few (<= 100)", n, allocs)
+	}
+	var s Socket
+	msgs := fixtureMessages(t, fixtures[0])
+	if a := testing.AllocsPerRun(10, func() {
+		for _, m := range msgs {
+			decode(m, &s)
+		}
+	}); a != 0 {
+		t.Fatalf("decoding made %.1f allocations, want 0", a)
+	}
+}
+
+func stopDrains(t *testing.T, c *Conn, n int) {
 	count := func() int { return len(dumpAll(t, c, &Filter{States: Of(StateEstablished)})) }
 	if got := count(); got != n {
 		t.Fatalf("dumped %d established sockets, want %d", got, n)
@@ -244,5 +287,76 @@ func TestDialErrors(t *testing.T) {
 	_, err := Dial(&Config{NetNS: 1 << 20, Name: "nowhere"})
 	if err == nil || !strings.Contains(err.Error(), "netns nowhere") {
 		t.Fatalf("Dial with a bad namespace fd: %v, want an error naming netns nowhere", err)
+	}
+}
+
+// TestDestroyNeedsCapability destroys as a thread that is not root: the error
+// says what is needed, and the socket lives on.
+func TestDestroyNeedsCapability(t *testing.T) {
+	ns := testnet.NewNS(t)
+	c := dialNS(t, ns)
+	l := ns.Listen("127.0.0.1:0")
+	cl := ns.Dial(l.Addr().String())
+	acceptHold(t, l)
+	s := byCookie(dumpAll(t, c, nil), testnet.Cookie(t, cl))
+	if s == nil {
+		t.Fatal("the client socket is not in the dump")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: this thread, no longer root, dies with the goroutine.
+		runtime.LockOSThread()
+		// The raw system call changes this thread's effective uid only.
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), 1000, ^uintptr(0)); e != 0 {
+			errc <- e
+			return
+		}
+		errc <- c.Destroy(s)
+	}()
+	err := <-errc
+	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "CAP_NET_ADMIN") || !strings.Contains(err.Error(), ns.Name) {
+		t.Fatalf("destroy without CAP_NET_ADMIN: %v, want EPERM explained, naming netns %s", err, ns.Name)
+	}
+	if byCookie(dumpAll(t, c, nil), s.Cookie) == nil {
+		t.Fatal("the socket is gone after a denied destroy")
+	}
+}
+
+// TestDestroyWhileDumping destroys sockets from inside the loop over a dump,
+// as a kill command does, and the dump carries on to the end.
+func TestDestroyWhileDumping(t *testing.T) {
+	ns := testnet.NewNS(t)
+	n := testnet.Many(t, ns, 400)
+	c := dialNS(t, ns)
+	seen := 0
+	var destroyed []uint64
+	for s, err := range c.Sockets(context.Background(), &Filter{States: Of(StateEstablished), Family: FamilyInet}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen++; seen%4 == 0 {
+			// The socket may have been reset already, by the destruction of its
+			// peer after the kernel put it in the datagram being read.
+			switch err := c.Destroy(s); {
+			case err == nil:
+				destroyed = append(destroyed, s.Cookie)
+			case !errors.Is(err, ErrNotFound):
+				t.Fatal(err)
+			}
+		}
+	}
+	// A destroyed socket resets its peer, which then leaves the table before the
+	// dump reaches it: the dump sees every socket but those.
+	if seen < n-len(destroyed) || len(destroyed) < n/8 {
+		t.Fatalf("saw %d of %d sockets, destroyed %d", seen, n, len(destroyed))
+	}
+	after := dumpAll(t, c, &Filter{States: Of(StateEstablished)})
+	for _, ck := range destroyed {
+		if byCookie(after, ck) != nil {
+			t.Fatalf("destroyed socket %x is still there", ck)
+		}
+	}
+	if len(after) > n-len(destroyed) {
+		t.Fatalf("%d established sockets left of %d after destroying %d", len(after), n, len(destroyed))
 	}
 }

@@ -270,12 +270,6 @@ func ssTimerName(tm Timer) string {
 	return "unknown"
 }
 
-// Tolerances for what changes between the dump and ss's own dump.
-const (
-	clockSlack = 300 * time.Millisecond
-	msSlack    = 300
-)
-
 // ssRound drops the precision ss's print_ms_timer drops: the milliseconds
 // from 10 s on, the seconds from 10 min on.
 func ssRound(d time.Duration) time.Duration {
@@ -302,7 +296,10 @@ func g(x float64) float64 {
 }
 
 // compareSS lists every difference between a diag socket and ss's view of it.
-func compareSS(d *Socket, s *ssSocket) []string {
+// Fields that count time (timer expiry, lastsnd, ...) may differ by as much as
+// elapsed between the start of diag's dump and the end of ss's.
+func compareSS(d *Socket, s *ssSocket, elapsed time.Duration) []string {
+	slack := elapsed.Milliseconds() + 20
 	var diffs []string
 	diff := func(field string, got, want any) {
 		diffs = append(diffs, fmt.Sprintf("%s: diag %v, ss %v", field, got, want))
@@ -331,7 +328,16 @@ func compareSS(d *Socket, s *ssSocket) []string {
 		diff("timer", d.Timer, s.timer)
 	}
 	if s.timer != "" {
-		near("timer expires (ms)", ssRound(d.TimerExpires).Milliseconds(), s.expires.Milliseconds(), clockSlack.Milliseconds())
+		// Truncated to seconds (or minutes), a value just past a boundary
+		// may read one unit apart.
+		unit := int64(0)
+		switch {
+		case s.expires >= 10*time.Minute:
+			unit = 60000
+		case s.expires >= 10*time.Second:
+			unit = 1000
+		}
+		near("timer expires (ms)", ssRound(d.TimerExpires).Milliseconds(), s.expires.Milliseconds(), slack+unit)
 		if d.TimerRetrans != s.retrans {
 			diff("timer retrans", d.TimerRetrans, s.retrans)
 		}
@@ -376,9 +382,9 @@ func compareSS(d *Socket, s *ssSocket) []string {
 	if s.hasWscale && (int(i.SndWscale) != s.sndWscale || int(i.RcvWscale) != s.rcvWscale) {
 		diff("wscale snd,rcv", fmt.Sprint(i.SndWscale, ",", i.RcvWscale), fmt.Sprint(s.sndWscale, ",", s.rcvWscale))
 	}
-	near("lastsnd (ms)", i.LastDataSent.Milliseconds(), int64(s.lastsnd), msSlack)
-	near("lastrcv (ms)", i.LastDataRecv.Milliseconds(), int64(s.lastrcv), msSlack)
-	near("lastack (ms)", i.LastAckRecv.Milliseconds(), int64(s.lastack), msSlack)
+	near("lastsnd (ms)", i.LastDataSent.Milliseconds(), int64(s.lastsnd), slack)
+	near("lastrcv (ms)", i.LastDataRecv.Milliseconds(), int64(s.lastrcv), slack)
+	near("lastack (ms)", i.LastAckRecv.Milliseconds(), int64(s.lastack), slack)
 	if i.Unacked != s.unacked && d.State != StateListen { // LISTEN: ss prints no unacked
 		diff("unacked", i.Unacked, s.unacked)
 	}
@@ -412,8 +418,10 @@ func matchSS(t *testing.T, ns *testnet.NS, c *Conn) (diagSocks []Socket, ss map[
 	var problems []string
 	for round := 0; round < 5; round++ {
 		problems = problems[:0]
+		start := time.Now()
 		diagSocks = dumpAll(t, c, nil)
 		ss = parseSS(t, runSS(t, ns, "-atinoeH"))
+		elapsed := time.Since(start)
 		if len(diagSocks) != len(ss) {
 			problems = append(problems, fmt.Sprintf("diag has %d sockets, ss %d", len(diagSocks), len(ss)))
 		}
@@ -424,7 +432,7 @@ func matchSS(t *testing.T, ns *testnet.NS, c *Conn) (diagSocks []Socket, ss map[
 				problems = append(problems, fmt.Sprintf("%s (%s): not in ss", d.ID(), d.State))
 				continue
 			}
-			for _, p := range compareSS(d, s) {
+			for _, p := range compareSS(d, s, elapsed) {
 				problems = append(problems, fmt.Sprintf("%s (%s): %s\n\tss: %s", d.ID(), d.State, p, s.line))
 			}
 		}

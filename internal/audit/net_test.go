@@ -9,6 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +64,7 @@ func run(t *testing.T, ns *testnet.NS, cfg func(*audit.Config)) result {
 	var owners *proc.Owners
 	c.Owner = func(s *diag.Socket) (audit.Owner, bool) {
 		if owners == nil {
-			if owners, err = proc.ScanOwners("/proc"); err != nil {
+			if owners, err = proc.ScanOwners(ourProc(t)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -88,6 +92,21 @@ func run(t *testing.T, ns *testnet.NS, cfg func(*audit.Config)) result {
 	}
 	a.Finish(emit)
 	return r
+}
+
+// ourProc is a /proc with only this process in it: the sockets the tests make
+// are ours, and a scan of the real /proc takes seconds on a machine where other
+// work holds half a million descriptors, longer than a connection whose peer
+// vanished lives with 1 s keepalive. tcpkeep audit's end-to-end test scans the
+// real one.
+func ourProc(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	pid := strconv.Itoa(os.Getpid())
+	if err := os.Symlink("/proc/"+pid, filepath.Join(dir, pid)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // waitFor audits ns until done says the result is what the test waits for, or
@@ -150,6 +169,21 @@ func wantIn(t *testing.T, msg string, subs ...string) {
 	}
 }
 
+// ssTimer is the timer ss -tinoeH shows for the socket whose local address is
+// local, in ns: the oracle for what the rules read ("keepalive,1.2sec,3").
+func ssTimer(t *testing.T, ns *testnet.NS, local string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, "ss", "-tinoeH", "src", local).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss: %v: %s", err, out)
+	}
+	m := regexp.MustCompile(`timer:\(([^)]*)\)`).FindSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
 // ownedByUs is the owner part of messages about this test's own sockets.
 func ownedByUs() string { return fmt.Sprintf("pid %d)", os.Getpid()) }
 
@@ -166,11 +200,15 @@ func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
 	hc, hs := pipe(t, p.A, testnet.Keepalive(time.Second, time.Second, 5))
 	p.B.LinkDown()
 
-	r := waitFor(t, p.A, nil, 5*time.Second, "half_open_keepalive finding", func(r result) bool {
+	r := waitFor(t, p.A, nil, 10*time.Second, "half_open_keepalive finding", func(r result) bool {
 		_, ok := r.about(audit.HalfOpenKeepalive, cookie(t, c))
 		return ok
 	})
 	f, _ := r.about(audit.HalfOpenKeepalive, cookie(t, c))
+	// ss agrees: the keepalive timer, with probes unanswered.
+	if ss := ssTimer(t, p.A, c.LocalAddr().String()); !regexp.MustCompile(`^keepalive,[^,]*,[1-9]`).MatchString(ss) {
+		t.Errorf("ss shows timer:(%s), want keepalive with unanswered probes", ss)
+	}
 	if f.Severity != audit.Critical {
 		t.Errorf("severity %s, want critical", f.Severity)
 	}
@@ -194,9 +232,10 @@ func TestHalfOpenKeepaliveSockoptsSayWhenDropped(t *testing.T) {
 	p.B.LinkDown()
 	opts := proc.NewOptReader()
 	defer opts.Close()
+	root := ourProc(t)
 	withOpts := func(cfg *audit.Config) {
 		cfg.Sockopts = func(s *diag.Socket) (proc.SockOpts, bool) {
-			owners, err := proc.ScanOwners("/proc")
+			owners, err := proc.ScanOwners(root)
 			if err != nil {
 				return proc.SockOpts{}, false
 			}
@@ -205,7 +244,7 @@ func TestHalfOpenKeepaliveSockoptsSayWhenDropped(t *testing.T) {
 			return so, ok && opts.Read(o, s.Inode, &so) == nil
 		}
 	}
-	r := waitFor(t, p.A, withOpts, 5*time.Second, "half_open_keepalive finding", func(r result) bool {
+	r := waitFor(t, p.A, withOpts, 10*time.Second, "half_open_keepalive finding", func(r result) bool {
 		_, ok := r.about(audit.HalfOpenKeepalive, cookie(t, c))
 		return ok
 	})
@@ -238,6 +277,9 @@ func TestHalfOpenRetransPeerVanishesWithDataInFlight(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.HalfOpenRetrans, cookie(t, c))
+	if ss := ssTimer(t, p.A, c.LocalAddr().String()); !regexp.MustCompile(`^on,[^,]*,([3-9]|\d\d)`).MatchString(ss) {
+		t.Errorf("ss shows timer:(%s), want the retransmit timer (on) with 3 or more retransmissions", ss)
+	}
 	wantIn(t, f.Message, "retransmissions and no ACK for", "14 bytes", "tcp_retries2 15 gives up in about", "15m25s", ownedByUs())
 	noFinding(t, r, audit.HalfOpenRetrans, cookie(t, hc), cookie(t, hs))
 }
@@ -262,6 +304,9 @@ func TestZeroWindowStallPeerStopsReading(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.ZeroWindowStall, cookie(t, c))
+	if ss := ssTimer(t, ns, c.LocalAddr().String()); !strings.HasPrefix(ss, "persist,") {
+		t.Errorf("ss shows timer:(%s), want persist", ss)
+	}
 	if f.Severity != audit.Warning || f.Socket.Timer != diag.TimerPersist {
 		t.Errorf("finding %s with timer %s, want a warning on a persist timer", f.Severity, f.Socket.Timer)
 	}
@@ -274,7 +319,7 @@ func TestIdleNoKeepalive(t *testing.T) {
 	c, s := pipe(t, ns) // no SO_KEEPALIVE either end
 	hc, _ := pipe(t, ns, testnet.Keepalive(time.Minute, time.Second, 3))
 	short := func(cfg *audit.Config) { cfg.MaxIdle = time.Second }
-	r := waitFor(t, ns, short, 5*time.Second, "idle_no_keepalive finding", func(r result) bool {
+	r := waitFor(t, ns, short, 10*time.Second, "idle_no_keepalive finding", func(r result) bool {
 		_, ok := r.about(audit.IdleNoKeepalive, cookie(t, c))
 		return ok
 	})
@@ -297,11 +342,26 @@ func TestIdleOverlong(t *testing.T) {
 	c, _ := pipe(t, ns, testnet.Keepalive(time.Minute, time.Second, 3))
 	hc, hs := pipe(t, ns, testnet.Keepalive(time.Minute, time.Second, 3))
 	go io.Copy(io.Discard, hs)
-	limit := func(cfg *audit.Config) { cfg.IdleLimit = time.Second }
-	r := waitFor(t, ns, limit, 5*time.Second, "idle_overlong finding", func(r result) bool {
-		if _, err := hc.Write([]byte("busy")); err != nil { // the healthy one keeps talking
-			t.Fatal(err)
+	// The healthy one keeps talking, also while an audit scans /proc for the
+	// idle one's owner.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := hc.Write([]byte("busy")); err != nil {
+					return
+				}
+			}
 		}
+	}()
+	limit := func(cfg *audit.Config) { cfg.IdleLimit = time.Second }
+	r := waitFor(t, ns, limit, 10*time.Second, "idle_overlong finding", func(r result) bool {
 		_, ok := r.about(audit.IdleOverlong, cookie(t, c))
 		return ok
 	})
@@ -332,7 +392,7 @@ func TestCloseWaitStale(t *testing.T) {
 	c.Close() // the peer closes; the application (s) never does
 	hc.Close()
 	after := func(cfg *audit.Config) { cfg.CloseWaitAfter = time.Second }
-	r := waitFor(t, ns, after, 5*time.Second, "close_wait_stale finding", func(r result) bool {
+	r := waitFor(t, ns, after, 10*time.Second, "close_wait_stale finding", func(r result) bool {
 		_, ok := r.about(audit.CloseWaitStale, cookie(t, s))
 		return ok
 	})
@@ -371,7 +431,7 @@ func TestListenQueueFull(t *testing.T) {
 		ns.Dial("127.0.0.1:7071")
 	}
 	ns.Dial("127.0.0.1:7072")
-	r := waitFor(t, ns, nil, 5*time.Second, "two listen_queue_full findings", func(r result) bool {
+	r := waitFor(t, ns, nil, 10*time.Second, "two listen_queue_full findings", func(r result) bool {
 		return len(r.of(audit.ListenQueueFull)) >= 2
 	})
 	got := map[uint16]audit.Finding{}

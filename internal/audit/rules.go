@@ -261,7 +261,7 @@ func (c *sockCtx) keepaliveParams() keepaliveParams {
 		return keepaliveParams{o.KeepIntvl, o.KeepCnt, "the socket's TCP_KEEPINTVL and TCP_KEEPCNT"}
 	}
 	t := c.a.cfg.Tunables
-	return keepaliveParams{t.Intvl, t.Probes, "the namespace's tunables, unless the socket sets its own"}
+	return keepaliveParams{t.Intvl, t.Probes, "the namespace's tunables, unless the socket sets its own: --sockopts reads them"}
 }
 
 // effectiveKeepIdle is how long the socket's connection stays silent before

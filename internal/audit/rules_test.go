@@ -340,3 +340,36 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(socks)), "ns/socket")
 }
+
+// FuzzCheck feeds the rules sockets and tunables with any field values: no
+// panic, and every finding has a code, a severity and a message.
+func FuzzCheck(f *testing.F) {
+	f.Add(uint8(1), uint8(2), uint8(3), int64(1e9), uint32(5), uint32(5), int64(7200), int64(75), 9, int64(60e9), 3)
+	f.Add(uint8(10), uint8(0), uint8(0), int64(0), uint32(0), uint32(0), int64(0), int64(0), 0, int64(0), 0)
+	f.Fuzz(func(t *testing.T, st, tm, retrans uint8, expires int64, rq, sq uint32, ktime, kintvl int64, kprobes int, idleNS int64, perPeer int) {
+		tun := sysctl.Tunables{Keepalive: sysctl.Keepalive{Time: time.Duration(ktime) * time.Second, Intvl: time.Duration(kintvl) * time.Second, Probes: kprobes}, Retries2: ptr(kprobes), ConntrackEstablished: ptr(time.Duration(ktime))}
+		cfg := DefaultConfig(tun)
+		cfg.MaxPerPeer = perPeer % 4
+		cfg.IdleLimit = time.Duration(idleNS)
+		cfg.PathIdleTimeout = time.Duration(expires)
+		cfg.Owner = func(*diag.Socket) (Owner, bool) { return Owner{}, false }
+		cfg.Sockopts = func(*diag.Socket) (proc.SockOpts, bool) {
+			return proc.SockOpts{KeepAlive: tm%2 == 0, KeepIdle: time.Duration(ktime), KeepIntvl: time.Duration(kintvl), KeepCnt: kprobes, UserTimeout: time.Duration(idleNS)}, retrans%2 == 0
+		}
+		a := New(cfg)
+		check := func(f Finding) {
+			if f.Code == "" || f.Severity == 0 || f.Message == "" {
+				t.Fatalf("incomplete finding %+v", f)
+			}
+		}
+		a.Tunables(check)
+		s := est(idle(time.Duration(idleNS)), func(s *diag.Socket) {
+			s.State, s.Timer, s.TimerRetrans, s.TimerExpires, s.RecvQ, s.SendQ = diag.State(st), diag.Timer(tm), retrans, time.Duration(expires), rq, sq
+			s.Info.Backoff = retrans
+		})
+		for range 5 {
+			a.Check(s, check)
+		}
+		a.Finish(check)
+	})
+}

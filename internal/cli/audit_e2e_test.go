@@ -207,6 +207,14 @@ func TestAuditEndToEnd(t *testing.T) {
 	if doc.Tunables["keepalive_time_s"] != 120.0 || doc.Tunables["keepalive_probes"] != 9.0 {
 		t.Errorf("tunables %v, want keepalive_time_s 120", doc.Tunables)
 	}
+	// The table: critical first, then warnings, then the summary line.
+	out, _, code = audit("--max-idle", "1s")
+	// (The connection waiting in the full queue may have idled past 1s by now:
+	// both its ends are then flagged too.)
+	crit, warn := strings.Index(out, "CRITICAL listen_queue_full (1)\n"), strings.Index(out, "WARNING idle_no_keepalive (")
+	if code != 2 || crit < 0 || warn < crit || !strings.Contains(out, " (1 critical, ") || !strings.Contains(out, " warning), worst critical (took ") {
+		t.Errorf("table: exit %d, want 2, the critical group before the warning and a summary:\n%s", code, out)
+	}
 	if _, _, code := audit("--fail-on", "critical", "--state", "established"); code != 0 {
 		t.Errorf("--state established leaves the listener out: exit %d, want 0", code)
 	}

@@ -301,3 +301,41 @@ func TestConnsUsageErrors(t *testing.T) {
 		t.Errorf("conns -h: exit %d:\n%s", code, out)
 	}
 }
+
+// TestConnsVanishedPeer: keepalive probes to a peer whose link went down go
+// unanswered; conns shows them counting up, and the table says which probe comes
+// next out of how many.
+func TestConnsVanishedPeer(t *testing.T) {
+	testnet.RequireRoot(t)
+	bin := buildTcpkeep(t, t.TempDir())
+	p := testnet.NewPair(t)
+	l := p.B.Listen("10.77.0.2:7071")
+	go acceptAll(l)
+	c := p.A.Dial("10.77.0.2:7071", testnet.Keepalive(time.Second, time.Second, 30))
+	p.B.LinkDown()
+
+	var s map[string]any
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, errOut, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-o", "ndjson", "--sockopts", "--dport", "7071")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		socks, _ := records(t, out)
+		s = byLocal(socks, localOf(c))
+		if s != nil && s["timer"] == "keepalive" && s["timer_retrans"].(float64) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no unanswered keepalive probes after 10s:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if s["keepalive"] != true || s["so_keepalive"] != true || s["keepcnt"] != 30.0 || s["probes"].(float64) < 1 {
+		t.Errorf("record: keepalive %v so_keepalive %v keepcnt %v probes %v", s["keepalive"], s["so_keepalive"], s["keepcnt"], s["probes"])
+	}
+	out, _, code := runBin(t, bin, "--netns", p.A.Name, "conns", "--sockopts", "--dport", "7071")
+	if code != 0 || !strings.Contains(out, " of 30)") || !strings.Contains(out, "(probe ") {
+		t.Errorf("the table does not say which probe comes next of 30:\n%s", out)
+	}
+}
