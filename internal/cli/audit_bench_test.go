@@ -56,11 +56,13 @@ func BenchmarkAuditVsSS(b *testing.B) {
 				b.Fatalf("audit saw %v (worst %s), want %d ESTABLISHED and nothing found", doc.Summary.ByState, doc.Summary.Worst, made)
 			}
 
-			var ssT, tkT time.Duration
+			var ssT, tkT, ssCPU, tkCPU time.Duration
 			runs := 0
 			for b.Loop() {
-				ssT += timed(b, ns, devnull, "ss", "-tinoeH")
-				tkT += timed(b, ns, devnull, bin, "--netns", ns.Name, "audit", "-o", "json")
+				w, c := timed(b, ns, devnull, "ss", "-tinoeH")
+				ssT, ssCPU = ssT+w, ssCPU+c
+				w, c = timed(b, ns, devnull, bin, "--netns", ns.Name, "audit", "-o", "json")
+				tkT, tkCPU = tkT+w, tkCPU+c
 				runs++
 			}
 			b.StopTimer()
@@ -72,6 +74,7 @@ func BenchmarkAuditVsSS(b *testing.B) {
 			b.ReportMetric(float64(ssT.Microseconds())/1000/float64(runs), "ss-ms")
 			b.ReportMetric(float64(tkT.Microseconds())/1000/float64(runs), "audit-ms")
 			b.ReportMetric(float64(tkT)/float64(ssT), "audit/ss")
+			b.ReportMetric(float64(tkCPU)/float64(ssCPU), "audit/ss-cpu")
 			b.ReportMetric(float64(rss)/1024, "audit-peak-RSS-MiB")
 			b.ReportMetric(float64(tkT.Nanoseconds())/float64(runs)/float64(made), "audit-ns/socket")
 		})
