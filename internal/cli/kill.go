@@ -21,7 +21,7 @@ import (
 
 const killUsage = `
 Usage: tcpkeep kill [filters] [--finding CODE,...] [thresholds] [--max-per-peer N]
-                    [--dry-run] [-o table|json|ndjson] [--netns NS]
+                    [--dry-run] [-p] [-o table|json|ndjson] [--netns NS]
 
 Closes TCP connections you can name a reason for, and says what became of each.
 Every socket is closed with SOCK_DESTROY and the exact identity the kernel
@@ -58,7 +58,8 @@ Safety:
 
 Output: one "action" record per selected socket: the socket record, reason
 (the finding code or "filter"), message (a finding's), result (closed, gone,
-unsupported, denied, error; would_close in a dry run) and error; then a
+unsupported, denied, error; would_close in a dry run) and error (with -p the
+socket record has the owner's pid and comm, the table a PROCESS column); then a
 "summary" record: sockets (checked), selected, closed, gone, failed, dry_run,
 duration_ms. -o json writes one document {"actions":[...],"summary":{...}}.
 
@@ -66,7 +67,7 @@ Exit codes: 0 every selected socket is closed or gone (or none was selected,
 which the output says); 1 some could not be closed, or an error; 2 usage error.
 
 Examples:
-  tcpkeep kill --finding half_open_keepalive,half_open_retrans --dry-run
+  tcpkeep kill --finding half_open_keepalive,half_open_retrans --dry-run -p
   tcpkeep kill --finding half_open_keepalive,half_open_retrans
   tcpkeep kill --finding idle_overlong --idle-limit 1h --sport 5432
   tcpkeep kill --max-per-peer 200 --sport 443 -o ndjson
@@ -92,6 +93,7 @@ func runKill(e *env, args []string) error {
 	addThresholdFlags(fs, &f.thresholdFlags)
 	fs.Lookup("max-per-peer").Usage = "close, for each remote address and local port, the idlest connections beyond N (peer_limit_exceeded)"
 	fs.BoolVar(&f.dryRun, "dry-run", false, "report what would be closed and why; close nothing")
+	procs := fs.BoolP("processes", "p", false, "record the process holding each selected socket (pid, comm): one scan of /proc, an index as large as the host's sockets")
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -152,7 +154,9 @@ func runKill(e *env, args []string) error {
 		cfg.Audit = f.config(t)
 	}
 	owners := &ownerIndex{}
-	cfg.Owner = owners.owner
+	if *procs {
+		cfg.Owner = owners.owner
+	}
 	nsf, err := ns.Open()
 	if err != nil {
 		return err
@@ -170,7 +174,7 @@ func runKill(e *env, args []string) error {
 	}
 	defer destroy.Close()
 
-	w := newKillWriter(e, e.meta(ns), ns.String(), f.dryRun)
+	w := newKillWriter(e, e.meta(ns), ns.String(), f.dryRun, *procs)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sum, runErr := kill.Run(ctx, cfg, dump, destroy, w.action)
@@ -256,14 +260,15 @@ type killWriter struct {
 	meta   report.Meta
 	ns     string
 	dryRun bool
+	procs  bool // -p: the PROCESS column
 	out    *bufio.Writer
 	buf    []byte
 	n      int
 	x      report.SocketExtra
 }
 
-func newKillWriter(e *env, m report.Meta, ns string, dryRun bool) *killWriter {
-	w := &killWriter{e: e, meta: m, ns: ns, dryRun: dryRun, out: bufio.NewWriterSize(e.stdout, 64<<10)}
+func newKillWriter(e *env, m report.Meta, ns string, dryRun, procs bool) *killWriter {
+	w := &killWriter{e: e, meta: m, ns: ns, dryRun: dryRun, procs: procs, out: bufio.NewWriterSize(e.stdout, 64<<10)}
 	switch e.output {
 	case "json":
 		w.buf = append(w.buf[:0], '{')
@@ -276,7 +281,9 @@ func newKillWriter(e *env, m report.Meta, ns string, dryRun bool) *killWriter {
 	return w
 }
 
-const killRow = "%-11s  %-28s  %-11s  %-21s  %-21s  %-7s  %s\n"
+// killRow is the table's columns but the last ones, IDLE and PROCESS (-p),
+// which are written so that no line ends in spaces.
+const killRow = "%-11s  %-28s  %-11s  %-21s  %-21s  "
 
 // action writes one action: a line of the table, or a record.
 func (w *killWriter) action(a *kill.Action) {
@@ -289,14 +296,18 @@ func (w *killWriter) action(a *kill.Action) {
 		if w.n == 0 {
 			// The header comes with the first row: with nothing selected the
 			// table is one line saying so.
-			fmt.Fprintf(w.out, killRow, "RESULT", "REASON", "STATE", "LOCAL", "REMOTE", "IDLE", "PROCESS")
+			fmt.Fprintf(w.out, killRow, "RESULT", "REASON", "STATE", "LOCAL", "REMOTE")
+			w.lastCols("IDLE", "PROCESS")
+			w.out.WriteString("\n")
 		}
 		s := a.Socket
+		fmt.Fprintf(w.out, killRow, a.Result, a.Reason, s.State, s.Local, s.Remote)
 		proc := "-"
 		if a.Owner != nil {
-			proc = strconv.Itoa(a.Owner.PID) + "/" + a.Owner.Comm
+			proc = strconv.Itoa(a.Owner.PID) + "/" + printable(a.Owner.Comm)
 		}
-		fmt.Fprintf(w.out, killRow, a.Result, a.Reason, s.State, s.Local, s.Remote, idleText(s), proc)
+		w.lastCols(idleText(s), proc)
+		w.out.WriteString("\n")
 		if a.Err != nil {
 			fmt.Fprintf(w.out, "  error: %s\n", oneLine(a.Err.Error()))
 		}
@@ -320,6 +331,15 @@ func (w *killWriter) action(a *kill.Action) {
 		w.out.Write(w.buf)
 	}
 	w.n++
+}
+
+// lastCols writes the IDLE cell, and the PROCESS cell with -p.
+func (w *killWriter) lastCols(idle, proc string) {
+	if w.procs {
+		fmt.Fprintf(w.out, "%-7s  %s", idle, proc)
+		return
+	}
+	w.out.WriteString(idle)
 }
 
 // appendActionFields appends socket, reason, message, result and error, the
@@ -414,4 +434,14 @@ func idleText(s *diag.Socket) string {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return human(d.Round(time.Second))
+}
+
+// printable is s for a terminal: control bytes become '?'.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }

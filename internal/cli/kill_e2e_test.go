@@ -113,6 +113,9 @@ func TestKillEndToEnd(t *testing.T) {
 		if a["result"] != "would_close" || a["reason"] != "filter" || !cookies[cookieOf(a)] {
 			t.Errorf("dry run action %v, want would_close for filter on a client", a)
 		}
+		if s := a["socket"].(map[string]any); s["pid"] != nil {
+			t.Errorf("socket record with a pid without -p: %v", s)
+		}
 	}
 	if sum["selected"] != 3.0 || sum["closed"] != 0.0 || sum["dry_run"] != true || sum["sockets"] != 3.0 {
 		t.Errorf("dry run summary %v", sum)
@@ -135,7 +138,7 @@ func TestKillEndToEnd(t *testing.T) {
 
 	// 3. A broad filter (all states, port 7100 local) closes the accepted
 	// ends, never the listener.
-	out, errOut, code = kill("--state", "all", "--sport", "7100", "-o", "ndjson")
+	out, errOut, code = kill("--state", "all", "--sport", "7100", "-o", "ndjson", "-p")
 	acts, sum = killRecords(t, out, ns.Name)
 	if code != 0 || errOut != "" || len(acts) != 3 || sum["closed"] != 3.0 || sum["failed"] != 0.0 {
 		t.Fatalf("--state all --sport 7100: exit %d stderr %q:\n%s", code, errOut, out)
