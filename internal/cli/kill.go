@@ -350,14 +350,17 @@ func (w *killWriter) appendActionFields(dst []byte, a *kill.Action) []byte {
 	}
 	dst = append(dst, `"socket":`...)
 	dst = report.AppendSocket(dst, a.Socket, &w.x)
-	dst = append(dst, `,"reason":`...)
-	dst = appendJSONString(dst, a.Reason)
+	// Reasons and results are identifiers ([a-z_]): no escaping, no allocation.
+	dst = append(dst, `,"reason":"`...)
+	dst = append(dst, a.Reason...)
+	dst = append(dst, '"')
 	if a.Message != "" {
 		dst = append(dst, `,"message":`...)
 		dst = appendJSONString(dst, a.Message)
 	}
-	dst = append(dst, `,"result":`...)
-	dst = appendJSONString(dst, a.Result.String())
+	dst = append(dst, `,"result":"`...)
+	dst = append(dst, a.Result.String()...)
+	dst = append(dst, '"')
 	if a.Err != nil {
 		dst = append(dst, `,"error":`...)
 		dst = appendJSONString(dst, oneLine(a.Err.Error()))
