@@ -120,7 +120,8 @@ func waitFor(t *testing.T, ns *testnet.NS, cfg func(*audit.Config), within time.
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s, still no %s; findings: %s", within, what, describe(r))
+			ss, _ := exec.Command("ip", "netns", "exec", ns.Name, "ss", "-tinoeaH").CombinedOutput()
+			t.Fatalf("after %s, still no %s; findings: %s\nss -tinoeaH:\n%s", within, what, describe(r), ss)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -271,7 +272,9 @@ func TestHalfOpenRetransPeerVanishesWithDataInFlight(t *testing.T) {
 	if _, err := c.Write([]byte("are you there?")); err != nil {
 		t.Fatal(err)
 	}
-	r := waitFor(t, p.A, nil, 10*time.Second, "half_open_retrans finding", func(r result) bool {
+	// Three retransmissions take 7 RTOs: 1.4 s at the 200 ms minimum, longer
+	// when a loaded machine inflated the measured RTT.
+	r := waitFor(t, p.A, nil, 30*time.Second, "half_open_retrans finding", func(r result) bool {
 		hc.Write(make([]byte, 64<<10))
 		_, ok := r.about(audit.HalfOpenRetrans, cookie(t, c))
 		return ok
