@@ -6,9 +6,10 @@
 //
 // It streams: sockets are judged one at a time as the dump hands them out and
 // destroyed at once, on a second netlink socket, so nothing holds the socket
-// table. --max-per-peer needs two dumps (see Run): the first counts connections
-// per peer, the second keeps the least idle of the peers over the limit and
-// closes the rest, holding at most the limit's worth of sockets per such peer.
+// table. A per-peer limit (Config.MaxPerPeer) takes two dumps (see Run): the
+// first counts connections per peer, the second keeps the least idle of the
+// peers over the limit and closes the rest, holding at most the limit's worth
+// of sockets per such peer.
 //
 // The package prints nothing and parses no flags.
 package kill
