@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -84,11 +83,9 @@ func TestKillEndToEnd(t *testing.T) {
 	}
 	l := ns.Listen("127.0.0.1:7100")
 	go acceptAll(l)
-	var clients []*net.TCPConn
 	cookies := map[string]bool{}
 	for range 3 {
 		c := ns.Dial("127.0.0.1:7100")
-		clients = append(clients, c)
 		cookies[sprintf16(testnet.Cookie(t, c))] = true
 	}
 	waitSockets := func(want int) {
