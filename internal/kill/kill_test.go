@@ -411,12 +411,18 @@ func TestDryRunChangesNothing(t *testing.T) {
 // The listener is plain TCP: Go's listeners are MPTCP by default (Go 1.24),
 // and the kernel refuses to destroy the TCP side of an MPTCP listener (EINVAL).
 func TestListenerSurvivesBroadFilter(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "[::1]"} {
+		t.Run(host, func(t *testing.T) { listenerSurvives(t, host) })
+	}
+}
+
+func listenerSurvives(t *testing.T, host string) {
 	ns := testnet.NewNS(t)
 	var l *net.TCPListener
 	ns.Do(func() error {
 		var lc net.ListenConfig
 		lc.SetMultipathTCP(false)
-		ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		ln, err := lc.Listen(context.Background(), "tcp", host+":0")
 		if err == nil {
 			l = ln.(*net.TCPListener)
 			t.Cleanup(func() { l.Close() })
