@@ -61,7 +61,7 @@ Output: one "action" record per selected socket: the socket record, reason
 unsupported, denied, error; would_close in a dry run) and error (with -p the
 socket record has the owner's pid and comm, the table a PROCESS column); then a
 "summary" record: sockets (checked), selected, closed, gone, failed, dry_run,
-duration_ms. -o json writes one document {"actions":[...],"summary":{...}}.
+stopped, duration_ms. -o json writes one document {"actions":[...],"summary":{...}}.
 
 Exit codes: 0 every selected socket is closed or gone (or none was selected,
 which the output says); 1 some could not be closed, or an error; 2 usage error.
@@ -178,6 +178,7 @@ func runKill(e *env, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sum, runErr := kill.Run(ctx, cfg, dump, destroy, w.action)
+	w.stopped = errors.Is(runErr, kill.ErrStopped)
 	if err := w.finish(&sum, time.Since(start)); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -261,10 +262,12 @@ type killWriter struct {
 	ns     string
 	dryRun bool
 	procs  bool // -p: the PROCESS column
-	out    *bufio.Writer
-	buf    []byte
-	n      int
-	x      report.SocketExtra
+	// stopped: the run stopped at a refusal that holds for every socket.
+	stopped bool
+	out     *bufio.Writer
+	buf     []byte
+	n       int
+	x       report.SocketExtra
 }
 
 func newKillWriter(e *env, m report.Meta, ns string, dryRun, procs bool) *killWriter {
@@ -383,6 +386,8 @@ func (w *killWriter) appendSummaryFields(dst []byte, s *kill.Summary, d time.Dur
 	}
 	dst = append(dst, `,"dry_run":`...)
 	dst = strconv.AppendBool(dst, w.dryRun)
+	dst = append(dst, `,"stopped":`...)
+	dst = strconv.AppendBool(dst, w.stopped)
 	dst = append(dst, `,"duration_ms":`...)
 	return strconv.AppendInt(dst, d.Milliseconds(), 10)
 }
@@ -410,6 +415,8 @@ func (w *killWriter) finish(s *kill.Summary, d time.Duration) error {
 		took := human(d.Round(time.Millisecond))
 		checked := count(s.Sockets, "socket")
 		switch {
+		case w.stopped:
+			fmt.Fprintf(w.out, "\nnetns %s: stopped at the first socket the kernel refused to close: %d selected, %d closed, %d failed (took %s).\n", w.ns, s.Selected, s.Closed, s.Failed, took)
 		case s.Selected == 0:
 			fmt.Fprintf(w.out, "Nothing to close: none of the %s in netns %s was selected (took %s).\n", checked, w.ns, took)
 		case w.dryRun:

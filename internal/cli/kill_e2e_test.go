@@ -114,7 +114,7 @@ func TestKillEndToEnd(t *testing.T) {
 			t.Errorf("socket record with a pid without -p: %v", s)
 		}
 	}
-	if sum["selected"] != 3.0 || sum["closed"] != 0.0 || sum["dry_run"] != true || sum["sockets"] != 3.0 {
+	if sum["selected"] != 3.0 || sum["closed"] != 0.0 || sum["dry_run"] != true || sum["stopped"] != false || sum["sockets"] != 3.0 {
 		t.Errorf("dry run summary %v", sum)
 	}
 	waitSockets(7)
@@ -221,7 +221,7 @@ func TestKillEndToEnd(t *testing.T) {
 		t.Errorf("without CAP_NET_ADMIN, stderr %q: want one line naming CAP_NET_ADMIN", se.String())
 	}
 	acts, sum = killRecords(t, so.String(), ns.Name)
-	if len(acts) != 1 || acts[0]["result"] != "denied" || acts[0]["error"] == nil || sum["failed"] != 1.0 || sum["selected"] != 1.0 {
+	if len(acts) != 1 || acts[0]["result"] != "denied" || acts[0]["error"] == nil || sum["failed"] != 1.0 || sum["selected"] != 1.0 || sum["stopped"] != true {
 		t.Errorf("without CAP_NET_ADMIN: actions %v summary %v, want one denied action", acts, sum)
 	}
 }
