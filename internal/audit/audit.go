@@ -108,6 +108,9 @@ type Config struct {
 	// Sockopts reads a socket's real options from its owner; nil means they are
 	// inferred from what sock_diag shows and the tunables.
 	Sockopts func(s *diag.Socket) (proc.SockOpts, bool)
+	// Only, when not empty, limits the socket rules to these codes (tcpkeep
+	// kill --finding): the others are not checked, so they cost no owner lookup.
+	Only []Code
 }
 
 // DefaultConfig is Config with DESIGN.md's defaults and the given tunables.
@@ -160,6 +163,22 @@ func (c Code) Severities() []Severity {
 	return []Severity{Warning}
 }
 
+// Tunable reports whether c's findings are about the namespace's tunables
+// rather than about one socket (such findings carry no socket).
+func (c Code) Tunable() bool {
+	for _, r := range tunableRules {
+		if r.code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// HoldsPeer reports whether a socket in state st counts toward its peer's
+// connections, for peer_limit_exceeded and tcpkeep kill --max-per-peer: not
+// listeners, TIME_WAIT, closed or still connecting sockets.
+func HoldsPeer(st diag.State) bool { return connState(st) }
+
 // PathTimeout is the path timeout keepalive_after_path_timeout checks
 // against and where it comes from; 0 when there is none.
 func (c *Config) PathTimeout() (time.Duration, string) {
@@ -193,6 +212,7 @@ type Auditor struct {
 	pathTO  time.Duration
 	pathSrc string
 	sock    sockCtx
+	only    map[Code]bool
 }
 
 // New makes an Auditor for cfg.
@@ -201,6 +221,12 @@ func New(cfg Config) *Auditor {
 	a.pathTO, a.pathSrc = cfg.PathTimeout()
 	if cfg.MaxPerPeer > 0 {
 		a.peers = map[peerKey]*peerCount{}
+	}
+	if len(cfg.Only) > 0 {
+		a.only = map[Code]bool{}
+		for _, c := range cfg.Only {
+			a.only[c] = true
+		}
 	}
 	return a
 }
@@ -238,6 +264,9 @@ func (a *Auditor) Check(s *diag.Socket, emit func(Finding)) {
 	c := &a.sock
 	c.reset(a, s)
 	for _, r := range socketRules {
+		if a.only != nil && !a.only[r.code] {
+			continue
+		}
 		sev, msg, ok := r.check(c, s)
 		if !ok {
 			continue

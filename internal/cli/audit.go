@@ -84,12 +84,10 @@ Examples:
 
 // auditFlags are audit's own flags.
 type auditFlags struct {
-	maxIdle, idleLimit, closeWaitAfter, pathIdle time.Duration
-	retrans                                      countFlag
-	perPeer                                      countFlag
-	failOn                                       string
-	sockopts                                     bool
-	promFile                                     string
+	thresholdFlags // shared with kill: thresholds.go
+	failOn         string
+	sockopts       bool
+	promFile       string
 }
 
 // runAudit runs the audit and maps what happened to the monitoring-plugin exit
@@ -119,17 +117,8 @@ func auditExit(worst, failOn audit.Severity) error {
 
 func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	fs := newFlags(e, "audit", auditUsage+"\n"+filterHelp)
-	f := auditFlags{
-		maxIdle: audit.DefaultMaxIdle, closeWaitAfter: audit.DefaultCloseWaitAfter,
-		retrans: countFlag{n: audit.DefaultRetransThreshold, min: 1, max: 255},
-		perPeer: countFlag{min: 1, max: 1 << 30},
-	}
-	fs.Var(&durationFlag{d: &f.maxIdle, set: true}, "max-idle", "idle_no_keepalive: flag ESTABLISHED connections without keepalive idle this long")
-	fs.Var(&durationFlag{d: &f.idleLimit}, "idle-limit", "idle_overlong: flag connections idle this long, keepalive or not (default off)")
-	fs.Var(&durationFlag{d: &f.closeWaitAfter, set: true}, "close-wait-after", "close_wait_stale: flag CLOSE_WAIT sockets idle this long")
-	fs.Var(&f.retrans, "retrans-threshold", "half_open_retrans: flag after this many unacknowledged retransmissions in a row (default 3)")
-	fs.Var(&f.perPeer, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
-	fs.Var(&durationFlag{d: &f.pathIdle}, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
+	f := auditFlags{thresholdFlags: newThresholdFlags()}
+	addThresholdFlags(fs, &f.thresholdFlags)
 	var filt filterFlags
 	addFilterFlags(fs, &filt)
 	fs.Lookup("state").Usage = "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)"
@@ -149,19 +138,8 @@ func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	if err != nil {
 		return 0, 0, usagef("--fail-on %v", err)
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"max-idle", f.maxIdle}, {"close-wait-after", f.closeWaitAfter}} {
-		if d.v <= 0 {
-			return 0, 0, usagef("--%s %s: want a positive duration, as 10m", d.name, d.v)
-		}
-	}
-	if fs.Changed("idle-limit") && f.idleLimit <= 0 {
-		return 0, 0, usagef("--idle-limit %s: want a positive duration, as 1h", f.idleLimit)
-	}
-	if fs.Changed("path-idle-timeout") && f.pathIdle < time.Second {
-		return 0, 0, usagef("--path-idle-timeout %s: want at least 1s, as 350s", f.pathIdle)
+	if err := f.check(fs); err != nil {
+		return 0, 0, err
 	}
 	if f.promFile != "" {
 		if st, err := os.Stat(filepath.Dir(f.promFile)); err != nil || !st.IsDir() {
@@ -217,11 +195,7 @@ func (r *auditRun) run(f auditFlags, filter *diag.Filter) (audit.Severity, error
 		return 0, fmt.Errorf("netns %s: %w", r.ns, err)
 	}
 	r.tun, r.tunOK = t, true
-	cfg := audit.Config{
-		MaxIdle: f.maxIdle, IdleLimit: f.idleLimit, CloseWaitAfter: f.closeWaitAfter,
-		RetransThreshold: f.retrans.n, MaxPerPeer: f.perPeer.n, PathIdleTimeout: f.pathIdle,
-		Tunables: t,
-	}
+	cfg := f.config(t)
 	r.owners = &ownerIndex{}
 	cfg.Owner = r.owners.owner
 	if f.sockopts {

@@ -59,6 +59,7 @@ func init() {
 		{"sysctl", "show, set or recommend the keepalive tunables", runSysctl},
 		{"conns", "list TCP sockets: state, timers, idle time, keepalive, next probe", runConns},
 		{"audit", "find half-open, idle, leaking and unprotected connections", runAudit},
+		{"kill", "close flagged or selected connections, exactly (SOCK_DESTROY by cookie)", runKill},
 		{"probe", "heartbeat a peer, serve heartbeats, or measure a path's idle timeout", runProbe},
 		{"version", "print version, commit and Go version", runVersion},
 		{"help", "show help for a command", runHelp},

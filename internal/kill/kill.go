@@ -1,0 +1,298 @@
+package kill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/audit"
+)
+
+// Result is what became of a selected socket.
+type Result uint8
+
+// Results, as action records name them.
+const (
+	// WouldClose: a dry run selected it and left it alone.
+	WouldClose Result = iota
+	// Closed: the kernel destroyed it; its owner's next call fails with
+	// ECONNABORTED.
+	Closed
+	// Gone: no socket with that identity was left to destroy: it closed by
+	// itself between the dump and the destroy, or its 4-tuple now belongs to a
+	// new connection (another cookie), which was not touched.
+	Gone
+	// Unsupported: the kernel cannot destroy sockets (CONFIG_INET_DIAG_DESTROY off).
+	Unsupported
+	// Denied: the caller lacks CAP_NET_ADMIN in the socket's namespace.
+	Denied
+	// Error: any other failure.
+	Error
+)
+
+// String is the name records use: would_close, closed, gone, unsupported,
+// denied or error.
+func (r Result) String() string {
+	switch r {
+	case WouldClose:
+		return "would_close"
+	case Closed:
+		return "closed"
+	case Gone:
+		return "gone"
+	case Unsupported:
+		return "unsupported"
+	case Denied:
+		return "denied"
+	}
+	return "error"
+}
+
+// ReasonFilter is the reason of a socket selected by the filter alone.
+const ReasonFilter = "filter"
+
+// Action is one selected socket and what became of it.
+type Action struct {
+	// Socket is the socket as the dump reported it. It is only valid during the
+	// emit call: copy what you keep.
+	Socket *diag.Socket
+	// Owner is the process holding it, when Config.Owner found one.
+	Owner *audit.Owner
+	// Reason is the finding code that selected it, or ReasonFilter.
+	Reason string
+	// Message is the finding's message; empty for ReasonFilter.
+	Message string
+	Result  Result
+	// Err is why it was not closed (Result Unsupported, Denied or Error).
+	Err error
+}
+
+// Summary counts what a run did.
+type Summary struct {
+	// Sockets is how many sockets the first dump handed out (the filter's).
+	Sockets int
+	// Selected is how many sockets were selected: every one has an Action.
+	Selected int
+	// Closed, Gone and Failed count the results; a dry run closes nothing.
+	Closed, Gone, Failed int
+	// Dumps is how many dumps the run took: 1, or 2 with MaxPerPeer.
+	Dumps int
+}
+
+// Config says what a run selects.
+type Config struct {
+	// Filter is applied by the kernel to every dump; nil: every socket.
+	Filter *diag.Filter
+	// All selects every socket the filter matches (reason "filter"). It is
+	// meant for when neither Findings nor MaxPerPeer says what to close.
+	All bool
+	// Findings selects sockets that audit rules with these codes flag. Codes
+	// about tunables and peer_limit_exceeded (see MaxPerPeer) select nothing.
+	Findings []audit.Code
+	// Audit holds the rules' thresholds and the namespace's tunables; its
+	// Only and MaxPerPeer are set by Run.
+	Audit audit.Config
+	// MaxPerPeer, when positive, closes for each remote address and local port
+	// the idlest connections beyond this many (reason peer_limit_exceeded).
+	// Sockets that All or Findings select are closed for that reason and do
+	// not count toward their peer's limit.
+	MaxPerPeer int
+	// Listeners lets LISTEN sockets be selected. Without it they never are,
+	// whatever the filter says.
+	Listeners bool
+	// DryRun selects and reports, and destroys nothing.
+	DryRun bool
+	// Owner finds the process holding a selected socket; nil: none.
+	Owner func(*diag.Socket) (audit.Owner, bool)
+}
+
+// Dumper streams sockets; *diag.Conn is one.
+type Dumper interface {
+	Sockets(ctx context.Context, f *diag.Filter) iter.Seq2[*diag.Socket, error]
+}
+
+// Destroyer closes one socket by its exact identity; *diag.Conn is one. It
+// must not be the Conn streaming the dump: a Conn runs one request at a time.
+type Destroyer interface {
+	Destroy(s *diag.Socket) error
+}
+
+// ErrStopped marks the error Run returns when the kernel refused a destroy for
+// a reason that holds for every socket (no CONFIG_INET_DIAG_DESTROY, no
+// CAP_NET_ADMIN): the run stops there instead of failing once per socket.
+var ErrStopped = errors.New("stopped at the first socket")
+
+// run is one Run's state.
+type run struct {
+	cfg   Config
+	d     Destroyer
+	emit  func(*Action)
+	sum   Summary
+	aud   *audit.Auditor
+	act   Action
+	found *audit.Finding // the finding that selected the socket being checked
+	stop  error
+}
+
+// Run selects sockets from dumps of dump, destroys each with d (unless
+// cfg.DryRun) and hands every selected socket's Action to emit, in the order
+// they are handled.
+//
+// Sockets are destroyed as the dump hands them out. The dump goes on meanwhile:
+// the kernel resumes a dump by position within a hash bucket, but it builds
+// each datagram when the previous one is read, one ahead of us, so a destroy
+// can shift only a bucket holding more than a whole datagram of sockets.
+//
+// With MaxPerPeer, a first dump counts connections per (remote address, local
+// port), in a map bounded by the number of distinct peers; if a peer is over
+// the limit, a second dump keeps, for those peers only, a bounded heap of the
+// MaxPerPeer least idle connections seen so far: a connection pushed out of the
+// heap (or never let in) has at least MaxPerPeer less idle ones beside it, so it
+// is destroyed then and there. What the second dump finds is what counts: a
+// connection that changed between the dumps is judged on its new values, and
+// connections that opened meanwhile count too.
+//
+// Run returns the summary and the first error that stopped it: a failed dump,
+// or a destroy refused for every socket (wrapped with ErrStopped).
+func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*Action)) (Summary, error) {
+	r := &run{cfg: cfg, d: d, emit: emit}
+	if r.cfg.DryRun {
+		r.d = nil
+	}
+	var codes []audit.Code
+	for _, c := range cfg.Findings {
+		if !c.Tunable() && c != audit.PeerLimitExceeded {
+			codes = append(codes, c)
+		}
+	}
+	if len(codes) > 0 {
+		ac := cfg.Audit
+		ac.Only, ac.MaxPerPeer = codes, 0
+		// The rules' messages name the owner; the action carries it apart.
+		ac.Owner = nil
+		r.aud = audit.New(ac)
+	}
+	var peers *peerCounts
+	if cfg.MaxPerPeer > 0 {
+		peers = newPeerCounts(cfg.MaxPerPeer)
+	}
+	r.sum.Dumps = 1
+	for s, err := range dump.Sockets(ctx, cfg.Filter) {
+		if err != nil {
+			return r.sum, err
+		}
+		r.sum.Sockets++
+		if !r.candidate(s) {
+			continue
+		}
+		if reason, msg, ok := r.selected(s); ok {
+			r.handle(s, reason, msg)
+			if r.stop != nil {
+				return r.sum, r.stop
+			}
+			continue
+		}
+		if peers != nil {
+			peers.count(s)
+		}
+	}
+	if peers == nil || !peers.over() {
+		return r.sum, nil
+	}
+	r.sum.Dumps = 2
+	for s, err := range dump.Sockets(ctx, cfg.Filter) {
+		if err != nil {
+			return r.sum, err
+		}
+		if !r.candidate(s) {
+			continue
+		}
+		// Handled in the first dump already (and gone, unless destroying it
+		// failed or this is a dry run).
+		if _, _, ok := r.selected(s); ok {
+			continue
+		}
+		if victim := peers.offer(s); victim != nil {
+			r.handle(victim, string(audit.PeerLimitExceeded), peers.message(victim))
+			if r.stop != nil {
+				return r.sum, r.stop
+			}
+		}
+	}
+	return r.sum, nil
+}
+
+// candidate: may s be selected at all?
+func (r *run) candidate(s *diag.Socket) bool {
+	return s.State != diag.StateListen || r.cfg.Listeners
+}
+
+// selected says whether All or a finding selects s, and why.
+func (r *run) selected(s *diag.Socket) (reason, msg string, ok bool) {
+	if r.aud != nil {
+		r.found = nil
+		r.aud.Check(s, r.onFinding)
+		if r.found != nil {
+			return string(r.found.Code), r.found.Message, true
+		}
+	}
+	if r.cfg.All {
+		return ReasonFilter, "", true
+	}
+	return "", "", false
+}
+
+func (r *run) onFinding(f audit.Finding) {
+	if r.found == nil {
+		r.found = &f
+	}
+}
+
+// handle destroys one selected socket and emits its action.
+func (r *run) handle(s *diag.Socket, reason, msg string) {
+	r.sum.Selected++
+	r.act = Action{Socket: s, Reason: reason, Message: msg}
+	if r.cfg.Owner != nil && s.Inode != 0 {
+		if o, ok := r.cfg.Owner(s); ok {
+			r.act.Owner = &o
+		}
+	}
+	if r.d == nil {
+		r.act.Result = WouldClose
+	} else {
+		err := r.d.Destroy(s)
+		r.act.Result, r.act.Err = Classify(err)
+		switch r.act.Result {
+		case Closed:
+			r.sum.Closed++
+		case Gone:
+			r.act.Err = nil
+			r.sum.Gone++
+		default:
+			r.sum.Failed++
+		}
+		if r.act.Result == Unsupported || r.act.Result == Denied {
+			r.stop = fmt.Errorf("%w: %w", ErrStopped, err)
+		}
+	}
+	r.emit(&r.act)
+}
+
+// Classify maps what Destroy returned to a Result.
+func Classify(err error) (Result, error) {
+	switch {
+	case err == nil:
+		return Closed, nil
+	case errors.Is(err, diag.ErrNotFound):
+		return Gone, err
+	case errors.Is(err, diag.ErrDestroyUnsupported):
+		return Unsupported, err
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return Denied, err
+	}
+	return Error, err
+}
