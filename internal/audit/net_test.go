@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
@@ -406,27 +404,11 @@ func TestCloseWaitStale(t *testing.T) {
 	}
 }
 
-// listen opens a listener with an exact backlog (net.Listen uses somaxconn).
-func listen(t *testing.T, ns *testnet.NS, port, backlog int) {
-	t.Helper()
-	var fd int
-	ns.Do(func() (err error) {
-		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			return err
-		}
-		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		return unix.Listen(fd, backlog)
-	})
-	t.Cleanup(func() { unix.Close(fd) })
-}
-
 func TestListenQueueFull(t *testing.T) {
 	ns := testnet.NewNS(t)
-	listen(t, ns, 7070, 2)   // full: nobody accepts
-	listen(t, ns, 7071, 5)   // 80%: a warning
-	listen(t, ns, 7072, 128) // healthy: one waiting
+	ns.ListenBacklog(7070, 2)   // full: nobody accepts
+	ns.ListenBacklog(7071, 5)   // 80%: a warning
+	ns.ListenBacklog(7072, 128) // healthy: one waiting
 	for range 2 {
 		ns.Dial("127.0.0.1:7070")
 	}

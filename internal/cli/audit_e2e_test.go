@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
 
@@ -58,22 +56,6 @@ func promtool(t *testing.T, metrics []byte) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s\n--- metrics:\n%s", err, out, metrics)
 	}
-}
-
-// listenBacklog opens a listener on 127.0.0.1:port in ns with an exact backlog.
-func listenBacklog(t *testing.T, ns *testnet.NS, port, backlog int) {
-	t.Helper()
-	var fd int
-	ns.Do(func() (err error) {
-		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
-			return err
-		}
-		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		return unix.Listen(fd, backlog)
-	})
-	t.Cleanup(func() { unix.Close(fd) })
 }
 
 func TestAuditEndToEnd(t *testing.T) {
@@ -179,7 +161,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	}
 
 	// 4. A full accept queue: critical, exit 2; -o json is one document.
-	listenBacklog(t, ns, 7001, 1)
+	ns.ListenBacklog(7001, 1)
 	ns.Dial("127.0.0.1:7001")
 	out, _, code = audit("-o", "json")
 	if code != 2 {

@@ -102,6 +102,28 @@ func (ns *NS) Listen(addr string) *net.TCPListener {
 	return l.(*net.TCPListener)
 }
 
+// ListenBacklog opens a listener on 127.0.0.1:port inside the namespace with an
+// exact backlog (net.Listen always asks for somaxconn), so a test can fill its
+// accept queue. It is closed when the test ends.
+func (ns *NS) ListenBacklog(port, backlog int) {
+	ns.t.Helper()
+	var fd int
+	ns.Do(func() (err error) {
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err = unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		if err = unix.Listen(fd, backlog); err != nil {
+			unix.Close(fd)
+		}
+		return err
+	})
+	ns.t.Cleanup(func() { unix.Close(fd) })
+}
+
 // DialOption sets up a connection before it connects.
 type DialOption func(*net.Dialer)
 
