@@ -125,13 +125,7 @@ func audit1(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	fs.StringVar(&f.failOn, "fail-on", "warning", "lowest severity that makes the exit code non-zero: info, warning or critical")
 	fs.BoolVar(&f.sockopts, "sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
 	fs.StringVar(&f.promFile, "prom-file", "", "also write the metrics in node_exporter textfile format to this file, atomically")
-	if err := parse(e, fs, args); err != nil {
-		return 0, 0, err
-	}
-	if err := noArgs(fs); err != nil {
-		return 0, 0, err
-	}
-	if err := checkOutput(e, "table", "json", "ndjson", "prom"); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson", "prom"); err != nil {
 		return 0, 0, err
 	}
 	failOn, err = audit.ParseSeverity(f.failOn)

@@ -190,6 +190,18 @@ func parse(e *env, fs *pflag.FlagSet, args []string) error {
 	return parseFlags(fs, args)
 }
 
+// parseCommand parses the flags of a command that takes no positional argument,
+// and refuses an -o it cannot write.
+func parseCommand(e *env, fs *pflag.FlagSet, args []string, formats ...string) error {
+	if err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	return checkOutput(e, formats...)
+}
+
 // checkOutput refuses an -o the command cannot write.
 func checkOutput(e *env, allowed ...string) error {
 	for _, a := range allowed {

@@ -67,13 +67,7 @@ func runConns(e *env, args []string) error {
 	addFilterFlags(fs, &ff)
 	procs := fs.BoolP("processes", "p", false, "show the process holding each socket (pid, comm): one scan of /proc")
 	sockopts := fs.Bool("sockopts", false, "read each owned socket's real keepalive options (SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT, TCP_USER_TIMEOUT)")
-	if err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	filter, err := ff.filter(defaultStates)

@@ -94,13 +94,7 @@ func runKill(e *env, args []string) error {
 	fs.Lookup("max-per-peer").Usage = "close, for each remote address and local port, the idlest connections beyond N (peer_limit_exceeded)"
 	fs.BoolVar(&f.dryRun, "dry-run", false, "report what would be closed and why; close nothing")
 	procs := fs.BoolP("processes", "p", false, "record the process holding each selected socket (pid, comm): one scan of /proc, an index as large as the host's sockets")
-	if err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	if err := f.check(fs); err != nil {

@@ -358,13 +358,7 @@ Examples:
 	fs.Var(maxClients, "max-clients", fmt.Sprintf("connections served at once (default %d)", probe.DefaultMaxClients))
 	fs.Var(&durationFlag{d: &readTimeout}, "read-timeout", fmt.Sprintf("drop a client silent this long (default %v)", probe.DefaultReadTimeout))
 	fs.Var(rate, "rate", fmt.Sprintf("pings per second answered on one connection (default %d)", probe.DefaultRate))
-	if err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(listen); err != nil {

@@ -305,13 +305,7 @@ Examples:
 	fs.Var(pr, "probes", "tcp_keepalive_probes: unanswered probes before the connection is dropped (1 to 127)")
 	persistFlag(fs, &persist)
 	fs.BoolVar(&dry, "dry-run", false, "show what would change and write nothing")
-	if err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	if fs.Changed("persist") && persist == "" {
@@ -387,13 +381,7 @@ Examples:
 	fs.Var(&durationFlag{d: &detect}, "detect-within", "declare a dead idle peer within this long")
 	fs.BoolVar(&apply, "apply", false, "write the recommended values, as sysctl set does")
 	persistFlag(fs, &persist)
-	if err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	if fs.Changed("path-idle-timeout") && behind != "" {
