@@ -372,5 +372,10 @@ func (c *sockCtx) ownerText() string {
 	if o, ok := c.owner(); ok {
 		return fmt.Sprintf(" (held by %s, pid %d)", o.Comm, o.PID)
 	}
+	// Only a socket with a file has an inode: one still waiting in a listener's
+	// accept queue has none, and no process holds it yet.
+	if c.s.Inode == 0 {
+		return " (not accepted yet: it waits in its listener's accept queue)"
+	}
 	return " (owner not found: the process may be gone or in another pid namespace)"
 }
