@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"strconv"
 	"testing"
 
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
@@ -16,46 +15,29 @@ import (
 // <= 0.35, peak RSS <= 32 MiB and flat in N. TCPKEEP_BENCH_SOCKETS sets N
 // (20000 by default; 200000 is DESIGN.md's figure).
 func BenchmarkAuditVsSS(b *testing.B) {
-	testnet.RequireRoot(b)
-	if _, err := exec.LookPath("ss"); err != nil {
-		b.Fatal("ss (iproute2) is the reference: install iproute2")
-	}
-	if _, err := os.Stat(gnuTime); err != nil {
-		b.Fatalf("%s measures peak RSS: apt-get install time", gnuTime)
-	}
-	bin := buildTcpkeep(b, b.TempDir())
-	for _, n := range benchSockets(b) {
-		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
-			ns := testnet.NewNS(b)
-			made := testnet.Many(b, ns, n)
-			// Tuned, so the namespace itself is not a finding.
-			ns.Sysctl("net/ipv4/tcp_keepalive_time", "300")
-			devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer devnull.Close()
+	benchNamespaces(b, func(b *testing.B, bin string, ns *testnet.NS, made int, devnull *os.File) {
+		// Tuned, so the namespace itself is not a finding.
+		ns.Sysctl("net/ipv4/tcp_keepalive_time", "300")
 
-			// Once, untimed: the audit saw every socket (and the listeners).
-			out, err := exec.Command(bin, "--netns", ns.Name, "audit", "-o", "json").Output()
-			if err != nil {
-				b.Fatalf("tcpkeep audit: %v: %s", err, out)
-			}
-			var doc struct {
-				Summary struct {
-					Sockets int            `json:"sockets"`
-					Worst   string         `json:"worst"`
-					ByState map[string]int `json:"by_state"`
-				} `json:"summary"`
-			}
-			if err := json.Unmarshal(out, &doc); err != nil {
-				b.Fatal(err)
-			}
-			if doc.Summary.ByState["ESTABLISHED"] != made || doc.Summary.Worst != "none" {
-				b.Fatalf("audit saw %v (worst %s), want %d ESTABLISHED and nothing found", doc.Summary.ByState, doc.Summary.Worst, made)
-			}
+		// Once, untimed: the audit saw every socket (and the listeners).
+		out, err := exec.Command(bin, "--netns", ns.Name, "audit", "-o", "json").Output()
+		if err != nil {
+			b.Fatalf("tcpkeep audit: %v: %s", err, out)
+		}
+		var doc struct {
+			Summary struct {
+				Sockets int            `json:"sockets"`
+				Worst   string         `json:"worst"`
+				ByState map[string]int `json:"by_state"`
+			} `json:"summary"`
+		}
+		if err := json.Unmarshal(out, &doc); err != nil {
+			b.Fatal(err)
+		}
+		if doc.Summary.ByState["ESTABLISHED"] != made || doc.Summary.Worst != "none" {
+			b.Fatalf("audit saw %v (worst %s), want %d ESTABLISHED and nothing found", doc.Summary.ByState, doc.Summary.Worst, made)
+		}
 
-			compareWithSS(b, ns, devnull, made, "audit", bin, "--netns", ns.Name, "audit", "-o", "json")
-		})
-	}
+		compareWithSS(b, ns, devnull, made, "audit", bin, "--netns", ns.Name, "audit", "-o", "json")
+	})
 }

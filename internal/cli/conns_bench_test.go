@@ -78,45 +78,28 @@ const gnuTime = "/usr/bin/time"
 // and reports their ratio and tcpkeep's peak RSS. DESIGN.md's targets: ratio
 // <= 0.7, peak RSS <= 32 MiB and flat in N.
 func BenchmarkConnsVsSS(b *testing.B) {
-	testnet.RequireRoot(b)
-	if _, err := exec.LookPath("ss"); err != nil {
-		b.Fatal("ss (iproute2) is the reference: install iproute2")
-	}
-	if _, err := os.Stat(gnuTime); err != nil {
-		b.Fatalf("%s measures peak RSS: apt-get install time", gnuTime)
-	}
-	bin := buildTcpkeep(b, b.TempDir())
-	for _, n := range benchSockets(b) {
-		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
-			ns := testnet.NewNS(b)
-			made := testnet.Many(b, ns, n)
-			devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer devnull.Close()
+	benchNamespaces(b, func(b *testing.B, bin string, ns *testnet.NS, made int, devnull *os.File) {
 
-			// Once, untimed: tcpkeep prints every socket and a summary.
-			out, err := exec.Command(bin, "--netns", ns.Name, "conns", "-o", "ndjson").Output()
-			if err != nil {
-				b.Fatalf("tcpkeep conns: %v", err)
-			}
-			lines := 0
-			sc := bufio.NewScanner(bytes.NewReader(out))
-			for sc.Scan() {
-				lines++
-			}
-			if lines != made+1 {
-				b.Fatalf("tcpkeep conns printed %d lines, want %d sockets and a summary", lines, made)
-			}
-			out = nil
+		// Once, untimed: tcpkeep prints every socket and a summary.
+		out, err := exec.Command(bin, "--netns", ns.Name, "conns", "-o", "ndjson").Output()
+		if err != nil {
+			b.Fatalf("tcpkeep conns: %v", err)
+		}
+		lines := 0
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			lines++
+		}
+		if lines != made+1 {
+			b.Fatalf("tcpkeep conns printed %d lines, want %d sockets and a summary", lines, made)
+		}
+		out = nil
 
-			compareWithSS(b, ns, devnull, made, "conns", bin, "--netns", ns.Name, "conns", "-o", "ndjson")
-			// -p keeps one map entry per socket inode on the host.
-			pRSS := peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson", "-p")
-			b.ReportMetric(float64(pRSS)/1024, "conns-p-peak-RSS-MiB")
-		})
-	}
+		compareWithSS(b, ns, devnull, made, "conns", bin, "--netns", ns.Name, "conns", "-o", "ndjson")
+		// -p keeps one map entry per socket inode on the host.
+		pRSS := peakRSS(b, ns, devnull, bin, "--netns", ns.Name, "conns", "-o", "ndjson", "-p")
+		b.ReportMetric(float64(pRSS)/1024, "conns-p-peak-RSS-MiB")
+	})
 }
 
 // compareWithSS times `ss -tinoeH > /dev/null` and the tcpkeep command line (bin,
@@ -147,4 +130,30 @@ func compareWithSS(b *testing.B, ns *testnet.NS, devnull *os.File, sockets int, 
 	b.ReportMetric(float64(rss)/1024, what+"-peak-RSS-MiB")
 	b.ReportMetric(float64(ssRSS)/1024, "ss-peak-RSS-MiB")
 	b.ReportMetric(float64(tkT.Nanoseconds())/float64(runs)/float64(sockets), what+"-ns/socket")
+}
+
+// benchNamespaces builds tcpkeep, then for each socket count of benchSockets runs
+// fn as a sub-benchmark on a fresh namespace holding that many established
+// sockets (testnet.Many), with /dev/null open for the commands' output.
+func benchNamespaces(b *testing.B, fn func(b *testing.B, bin string, ns *testnet.NS, sockets int, devnull *os.File)) {
+	testnet.RequireRoot(b)
+	if _, err := exec.LookPath("ss"); err != nil {
+		b.Fatal("ss (iproute2) is the reference: install iproute2")
+	}
+	if _, err := os.Stat(gnuTime); err != nil {
+		b.Fatalf("%s measures peak RSS: apt-get install time", gnuTime)
+	}
+	bin := buildTcpkeep(b, b.TempDir())
+	for _, n := range benchSockets(b) {
+		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
+			ns := testnet.NewNS(b)
+			made := testnet.Many(b, ns, n)
+			devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer devnull.Close()
+			fn(b, bin, ns, made, devnull)
+		})
+	}
 }

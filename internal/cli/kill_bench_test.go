@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,62 +16,45 @@ import (
 // a real kill of every socket, against ss -K on a second namespace of the same
 // size.
 func BenchmarkKill(b *testing.B) {
-	testnet.RequireRoot(b)
-	if _, err := exec.LookPath("ss"); err != nil {
-		b.Fatal("ss (iproute2) is the reference: install iproute2")
-	}
-	if _, err := os.Stat(gnuTime); err != nil {
-		b.Fatalf("%s measures peak RSS: apt-get install time", gnuTime)
-	}
-	bin := buildTcpkeep(b, b.TempDir())
-	for _, n := range benchSockets(b) {
-		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
-			ns := testnet.NewNS(b)
-			made := testnet.Many(b, ns, n)
-			devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer devnull.Close()
-			all := []string{"--netns", ns.Name, "kill", "--state", "established", "-o", "ndjson"}
-			perPeer := []string{"--netns", ns.Name, "kill", "--max-per-peer", "100", "-o", "ndjson", "--dry-run"}
+	benchNamespaces(b, func(b *testing.B, bin string, ns *testnet.NS, made int, devnull *os.File) {
+		all := []string{"--netns", ns.Name, "kill", "--state", "established", "-o", "ndjson"}
+		perPeer := []string{"--netns", ns.Name, "kill", "--max-per-peer", "100", "-o", "ndjson", "--dry-run"}
 
-			var dryT, peerT time.Duration
-			runs := 0
-			for b.Loop() {
-				w, _ := timed(b, ns, devnull, bin, append(all, "--dry-run")...)
-				dryT += w
-				w, _ = timed(b, ns, devnull, bin, perPeer...)
-				peerT += w
-				runs++
-			}
-			b.StopTimer()
-			dryRSS := peakRSS(b, ns, devnull, bin, append(all, "--dry-run")...)
-			peerRSS := peakRSS(b, ns, devnull, bin, perPeer...)
+		var dryT, peerT time.Duration
+		runs := 0
+		for b.Loop() {
+			w, _ := timed(b, ns, devnull, bin, append(all, "--dry-run")...)
+			dryT += w
+			w, _ = timed(b, ns, devnull, bin, perPeer...)
+			peerT += w
+			runs++
+		}
+		b.StopTimer()
+		dryRSS := peakRSS(b, ns, devnull, bin, append(all, "--dry-run")...)
+		peerRSS := peakRSS(b, ns, devnull, bin, perPeer...)
 
-			killT, _ := timed(b, ns, devnull, bin, all...)
-			if left := established(b, ns); left != 0 {
-				b.Fatalf("%d ESTABLISHED sockets left after tcpkeep kill, want 0", left)
-			}
+		killT, _ := timed(b, ns, devnull, bin, all...)
+		if left := established(b, ns); left != 0 {
+			b.Fatalf("%d ESTABLISHED sockets left after tcpkeep kill, want 0", left)
+		}
 
-			ns2 := testnet.NewNS(b)
-			if made2 := testnet.Many(b, ns2, n); made2 != made {
-				b.Fatalf("second namespace: %d sockets, want %d", made2, made)
-			}
-			ssT, _ := timed(b, ns2, devnull, "ss", "-K", "-tanH", "state", "established")
-			if left := established(b, ns2); left != 0 {
-				b.Fatalf("%d ESTABLISHED sockets left after ss -K, want 0", left)
-			}
+		ns2 := testnet.NewNS(b)
+		if made2 := testnet.Many(b, ns2, made); made2 != made {
+			b.Fatalf("second namespace: %d sockets, want %d", made2, made)
+		}
+		ssT, _ := timed(b, ns2, devnull, "ss", "-K", "-tanH", "state", "established")
+		if left := established(b, ns2); left != 0 {
+			b.Fatalf("%d ESTABLISHED sockets left after ss -K, want 0", left)
+		}
 
-			b.ReportMetric(float64(made), "sockets")
-			b.ReportMetric(float64(dryT.Microseconds())/1000/float64(runs), "dry-run-all-ms")
-			b.ReportMetric(float64(peerT.Microseconds())/1000/float64(runs), "dry-run-per-peer-ms")
-			b.ReportMetric(float64(dryRSS)/1024, "dry-run-all-peak-RSS-MiB")
-			b.ReportMetric(float64(peerRSS)/1024, "per-peer-peak-RSS-MiB")
-			b.ReportMetric(float64(killT.Microseconds())/1000, "kill-all-ms")
-			b.ReportMetric(float64(ssT.Microseconds())/1000, "ss-K-ms")
-		})
-	}
+		b.ReportMetric(float64(made), "sockets")
+		b.ReportMetric(float64(dryT.Microseconds())/1000/float64(runs), "dry-run-all-ms")
+		b.ReportMetric(float64(peerT.Microseconds())/1000/float64(runs), "dry-run-per-peer-ms")
+		b.ReportMetric(float64(dryRSS)/1024, "dry-run-all-peak-RSS-MiB")
+		b.ReportMetric(float64(peerRSS)/1024, "per-peer-peak-RSS-MiB")
+		b.ReportMetric(float64(killT.Microseconds())/1000, "kill-all-ms")
+		b.ReportMetric(float64(ssT.Microseconds())/1000, "ss-K-ms")
+	})
 }
 
 // established counts the ESTABLISHED sockets in ns, as ss sees them.
