@@ -2,7 +2,6 @@ package diag
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -12,20 +11,16 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
 
-// benchNamespace builds a namespace holding TCPKEEP_BENCH_SOCKETS (default
-// 20000) established sockets, for one benchmark.
-func benchNamespace(b *testing.B) (*testnet.NS, int) {
-	b.Helper()
-	n := 20000
-	if v := os.Getenv("TCPKEEP_BENCH_SOCKETS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 2 {
-			b.Fatalf("TCPKEEP_BENCH_SOCKETS=%q: want a number of sockets >= 2", v)
-		}
+// benchNamespaces runs fn as a sub-benchmark for each socket count of
+// TCPKEEP_BENCH_SOCKETS (testnet.BenchSockets), on a namespace holding that many
+// established sockets.
+func benchNamespaces(b *testing.B, fn func(b *testing.B, ns *testnet.NS, sockets int)) {
+	for _, n := range testnet.BenchSockets(b) {
+		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
+			ns := testnet.NewNS(b)
+			fn(b, ns, testnet.Many(b, ns, n))
+		})
 	}
-	ns := testnet.NewNS(b)
-	got := testnet.Many(b, ns, n)
-	return ns, got
 }
 
 // dumpCount runs one full dump and counts the sockets.
@@ -45,12 +40,13 @@ func dumpCount(b *testing.B, c *Conn) int {
 // ReceiveIter case reads the same dump through netlink.Conn.ReceiveIter, to
 // show what the zero-allocation receiver saves.
 func BenchmarkDump(b *testing.B) {
-	ns, n := benchNamespace(b)
-	b.Run("recv", func(b *testing.B) { benchDump(b, dialNS(b, ns), n) })
-	b.Run("ReceiveIter", func(b *testing.B) {
-		c := dialNS(b, ns)
-		c.receiveIter = true
-		benchDump(b, c, n)
+	benchNamespaces(b, func(b *testing.B, ns *testnet.NS, n int) {
+		b.Run("recv", func(b *testing.B) { benchDump(b, dialNS(b, ns), n) })
+		b.Run("ReceiveIter", func(b *testing.B) {
+			c := dialNS(b, ns)
+			c.receiveIter = true
+			benchDump(b, c, n)
+		})
 	})
 }
 
@@ -78,28 +74,29 @@ func benchDump(b *testing.B, c *Conn, n int) {
 // `ss -tinoeH > /dev/null` and the diag dump (dump and decode of every socket),
 // and reports their ratio. DESIGN.md's target: dump/ss <= 0.35.
 func BenchmarkDumpVsSS(b *testing.B) {
-	ns, n := benchNamespace(b)
-	c := dialNS(b, ns)
-	var ssTime, dumpTime time.Duration
-	ops := 0
-	for b.Loop() {
-		t0 := time.Now()
-		ns.Do(func() error {
-			// Forked from a thread inside ns, ss runs inside ns; its output
-			// goes to /dev/null (a nil Stdout).
-			return exec.Command("ss", "-tinoeH").Run()
-		})
-		t1 := time.Now()
-		if got := dumpCount(b, c); got < n {
-			b.Fatalf("dumped %d sockets, want at least %d", got, n)
+	benchNamespaces(b, func(b *testing.B, ns *testnet.NS, n int) {
+		c := dialNS(b, ns)
+		var ssTime, dumpTime time.Duration
+		ops := 0
+		for b.Loop() {
+			t0 := time.Now()
+			ns.Do(func() error {
+				// Forked from a thread inside ns, ss runs inside ns; its output
+				// goes to /dev/null (a nil Stdout).
+				return exec.Command("ss", "-tinoeH").Run()
+			})
+			t1 := time.Now()
+			if got := dumpCount(b, c); got < n {
+				b.Fatalf("dumped %d sockets, want at least %d", got, n)
+			}
+			t2 := time.Now()
+			ssTime += t1.Sub(t0)
+			dumpTime += t2.Sub(t1)
+			ops++
 		}
-		t2 := time.Now()
-		ssTime += t1.Sub(t0)
-		dumpTime += t2.Sub(t1)
-		ops++
-	}
-	b.ReportMetric(float64(dumpTime)/float64(ssTime), "dump/ss")
-	b.ReportMetric(float64(ssTime.Microseconds())/1000/float64(ops), "ss-ms")
-	b.ReportMetric(float64(dumpTime.Microseconds())/1000/float64(ops), "dump-ms")
-	b.ReportMetric(float64(n), "sockets")
+		b.ReportMetric(float64(dumpTime)/float64(ssTime), "dump/ss")
+		b.ReportMetric(float64(ssTime.Microseconds())/1000/float64(ops), "ss-ms")
+		b.ReportMetric(float64(dumpTime.Microseconds())/1000/float64(ops), "dump-ms")
+		b.ReportMetric(float64(n), "sockets")
+	})
 }

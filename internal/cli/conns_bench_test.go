@@ -14,24 +14,6 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
 
-// benchSockets is how many sockets BenchmarkConnsVsSS puts in its namespace:
-// TCPKEEP_BENCH_SOCKETS, a comma-separated list (20000,200000), default 20000.
-func benchSockets(b *testing.B) []int {
-	v := os.Getenv("TCPKEEP_BENCH_SOCKETS")
-	if v == "" {
-		return []int{20000}
-	}
-	var ns []int
-	for _, f := range strings.Split(v, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 2 {
-			b.Fatalf("TCPKEEP_BENCH_SOCKETS=%q: want socket counts such as 20000,200000", v)
-		}
-		ns = append(ns, n)
-	}
-	return ns
-}
-
 // timed runs a command with stdout to /dev/null, started from a thread inside
 // ns (ss has no --netns; tcpkeep is given --netns as well), and returns its wall
 // time and its CPU time (user + system), which other work on the machine
@@ -144,7 +126,7 @@ func benchNamespaces(b *testing.B, fn func(b *testing.B, bin string, ns *testnet
 		b.Fatalf("%s measures peak RSS: apt-get install time", gnuTime)
 	}
 	bin := buildTcpkeep(b, b.TempDir())
-	for _, n := range benchSockets(b) {
+	for _, n := range testnet.BenchSockets(b) {
 		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
 			ns := testnet.NewNS(b)
 			made := testnet.Many(b, ns, n)

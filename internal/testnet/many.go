@@ -176,3 +176,22 @@ func holdConns(spec string) error {
 	io.Copy(io.Discard, os.Stdin)
 	return nil
 }
+
+// BenchSockets is how many sockets the benchmarks put in their namespaces:
+// TCPKEEP_BENCH_SOCKETS, one count or a comma-separated list (20000,200000),
+// 20000 by default.
+func BenchSockets(b testing.TB) []int {
+	v := os.Getenv("TCPKEEP_BENCH_SOCKETS")
+	if v == "" {
+		return []int{20000}
+	}
+	var ns []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			b.Fatalf("TCPKEEP_BENCH_SOCKETS=%q: want socket counts of at least 2, as 20000 or 20000,200000", v)
+		}
+		ns = append(ns, n)
+	}
+	return ns
+}
