@@ -57,6 +57,13 @@ func MiddleboxNames() string {
 // shortest default among the common middleboxes (Azure Load Balancer's 4 minutes).
 const AssumedPathIdleTimeout = 240 * time.Second
 
+// MaxRecommendedTime is the longest idle time Recommend proposes. A path that
+// keeps idle flows for hours (a local conntrack's 5 days) does not constrain
+// keepalive, and its limit would be a poor choice: a dead peer would go unnoticed
+// longer than the kernel default already allows. An hour keeps probes rare and
+// finds a dead peer in about half the default's time.
+const MaxRecommendedTime = time.Hour
+
 // MinProbes is the fewest probes Recommend allows: with fewer, one lost probe can
 // kill a live connection.
 const MinProbes = 3
@@ -102,7 +109,7 @@ func Recommend(r Request) (Recommendation, error) {
 		path, pathName = AssumedPathIdleTimeout, "assumed: the shortest common middlebox default"
 	}
 	margin := max(path/10, time.Second)
-	timeMax := min((path - margin).Truncate(time.Second), MaxTime)
+	timeMax := min((path - margin).Truncate(time.Second), MaxRecommendedTime)
 	if timeMax < time.Second {
 		return Recommendation{}, fmt.Errorf("%w: a path that forgets idle flows after %v leaves no whole second for keepalive's first probe; use an application heartbeat (tcpkeep probe) instead", ErrImpossible, path)
 	}
@@ -127,6 +134,10 @@ func Recommend(r Request) (Recommendation, error) {
 	}
 	reason := fmt.Sprintf("The first probe comes after %s of silence, %s before the path's %s idle timeout (%s)",
 		secs(k.Time), secs(path-k.Time), secs(path), pathName)
+	if k.Time == MaxRecommendedTime {
+		reason = fmt.Sprintf("The path keeps idle flows for %s (%s), so it does not limit keepalive; the first probe comes after %s of silence, rare enough to cost nothing",
+			secs(path), pathName, secs(k.Time))
+	}
 	reason += fmt.Sprintf("; a dead peer is declared after %s + %d x %s = %s", secs(k.Time), k.Probes, secs(k.Intvl), secs(k.DeadPeerDetect()))
 	if r.DetectWithin > 0 {
 		reason += fmt.Sprintf(", within the %s target", secs(r.DetectWithin))

@@ -83,6 +83,9 @@ func (ns NS) check() error {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("netns %q: %w: %s does not exist (%s)", ns.Spec, ErrNotExist, ns.Path, ns.hint())
 		}
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("netns %q: %w (another process's namespace needs root, and ptrace access to that process)", ns.Spec, err)
+		}
 		return fmt.Errorf("netns %q: %w", ns.Spec, err)
 	}
 	defer f.Close()
