@@ -118,9 +118,19 @@ func (p ProcSys) readInt(file string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", sysctlName(file), err)
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	n, err := parseValue(b)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: not an integer: %q", sysctlName(file), b)
+		return 0, fmt.Errorf("read %s: %w", sysctlName(file), err)
+	}
+	return n, nil
+}
+
+// parseValue reads what the kernel writes for an integer sysctl: decimal digits,
+// perhaps signed, and a newline.
+func parseValue(b []byte) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSuffix(string(b), "\n"))
+	if err != nil {
+		return 0, fmt.Errorf("not an integer: %q", b)
 	}
 	return n, nil
 }
@@ -134,9 +144,9 @@ func (p ProcSys) readOptional(file string) (int, bool, error) {
 }
 
 func (p ProcSys) writeInt(file string, n int) error {
-	// O_WRONLY without O_CREATE or O_TRUNC: a sysctl file is written in place, and a
-	// missing one is an error, not a new file.
-	f, err := os.OpenFile(p.path(file), os.O_WRONLY, 0)
+	// Without O_CREATE: a missing sysctl is an error, not a new file. O_TRUNC is
+	// what a shell's redirection does; procfs ignores it, a copy of the tree needs it.
+	f, err := os.OpenFile(p.path(file), os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", sysctlName(file), err)
 	}
