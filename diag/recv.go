@@ -123,6 +123,15 @@ func (c *Conn) dumpRaw(done <-chan struct{}, ctxErr func() error, fam Family, se
 			}
 			switch typ {
 			case nlmsgDone:
+				// A dump the kernel cut short (-ENOMEM, say) still ends with DONE,
+				// its error in the payload: without this check it would pass for
+				// a whole table.
+				if len(payload) >= 4 {
+					if e := -int32(binary.NativeEndian.Uint32(payload)); e != 0 {
+						errno := unix.Errno(e)
+						fail(fmt.Errorf("dump ended early: %w%s", errno, hint(errno)))
+					}
+				}
 				if r.stopped {
 					r.err = nil
 				}

@@ -153,6 +153,16 @@ func TestReceiveProtocol(t *testing.T) {
 			want: []uint64{first.Cookie}, wantErr: "needs root or CAP_NET_ADMIN", is: unix.EPERM, requests: 1,
 		},
 		{
+			name: "a dump the kernel cut short: DONE carries the error",
+			replies: func(_ int, seq uint32) [][]byte {
+				d := done(seq)
+				e := -int32(unix.ENOMEM)
+				binary.NativeEndian.PutUint32(d[nlHdrLen:], uint32(e))
+				return [][]byte{cat(sock(seq, 0, fx[0]), d)}
+			},
+			want: []uint64{first.Cookie}, wantErr: "dump ended early", is: unix.ENOMEM, requests: 1,
+		},
+		{
 			name: "missing inet_diag: ENOENT says what to load",
 			replies: func(_ int, seq uint32) [][]byte {
 				return [][]byte{nlerr(seq, unix.ENOENT)}
