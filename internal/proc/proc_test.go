@@ -288,3 +288,55 @@ func FuzzSocketInode(f *testing.F) {
 		}
 	})
 }
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestManyOwnersBoundedDescriptors: more socket-owning processes than the reader
+// keeps pidfds for: every socket's options are read, and the reader's open
+// descriptors stay at its bound, not at the number of processes.
+func TestManyOwnersBoundedDescriptors(t *testing.T) {
+	testnet.RequireRoot(t) // pidfd_getfd on other processes
+	const n = maxPidfds + 44
+	type child struct {
+		pid int
+		ino uint32
+	}
+	var kids []child
+	for range n {
+		c, _ := loopPair(t)
+		_, ino := fdOf(t, c)
+		f, err := c.File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sleep", "60")
+		cmd.ExtraFiles = []*os.File{f}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		f.Close()
+		c.Close()
+		kids = append(kids, child{cmd.Process.Pid, ino})
+	}
+	before := openFDs(t)
+	r := NewOptReader()
+	defer r.Close()
+	for _, k := range kids {
+		var got SockOpts
+		if err := r.Read(Owner{PID: k.pid, FD: 3}, k.ino, &got); err != nil {
+			t.Fatalf("pid %d: %v", k.pid, err)
+		}
+	}
+	if held := openFDs(t) - before; held > maxPidfds {
+		t.Fatalf("the reader holds %d descriptors after %d processes, want at most %d", held, n, maxPidfds)
+	}
+}

@@ -33,12 +33,19 @@ var (
 	ErrGone = errors.New("socket gone since the process scan")
 )
 
-// OptReader reads socket options from their owners. It keeps one pidfd per
-// process it has read from; Close releases them. Not safe for concurrent use.
+// OptReader reads socket options from their owners. It keeps pidfds open for
+// the processes it read from last, at most maxPidfds of them, so a host with
+// thousands of socket-owning processes never runs it out of descriptors; Close
+// releases them. Not safe for concurrent use.
 type OptReader struct {
-	pidfds map[int]int // pid -> pidfd; -1 when pidfd_open failed
-	errs   map[int]error
+	pidfds map[int]int   // pid -> open pidfd
+	errs   map[int]error // pid -> why pidfd_open failed, so it is not retried
 }
+
+// maxPidfds bounds the open pidfds: far below the 20,000 files a process may hold
+// here, and enough that sockets of one process, which the dump tends to list
+// together, reuse one.
+const maxPidfds = 256
 
 // NewOptReader returns a reader with nothing open yet.
 func NewOptReader() *OptReader {
@@ -48,9 +55,7 @@ func NewOptReader() *OptReader {
 // Close closes the pidfds the reader opened.
 func (r *OptReader) Close() error {
 	for pid, fd := range r.pidfds {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
+		unix.Close(fd)
 		delete(r.pidfds, pid)
 	}
 	return nil
@@ -60,6 +65,17 @@ func (r *OptReader) Close() error {
 // process o.PID. The duplicate descriptor is closed before Read returns. The
 // error wraps ErrNotPermitted, ErrUnsupported or ErrGone where one applies.
 func (r *OptReader) Read(o Owner, inode uint32, opts *SockOpts) error {
+	err := r.read(o, inode, opts)
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		// Out of descriptors (a low limit, or the caller holds many):
+		// let go of every cached pidfd and try once more.
+		r.Close()
+		err = r.read(o, inode, opts)
+	}
+	return err
+}
+
+func (r *OptReader) read(o Owner, inode uint32, opts *SockOpts) error {
 	pidfd, err := r.pidfd(o.PID)
 	if err != nil {
 		return err
@@ -79,15 +95,24 @@ func (r *OptReader) Read(o Owner, inode uint32, opts *SockOpts) error {
 
 func (r *OptReader) pidfd(pid int) (int, error) {
 	if fd, ok := r.pidfds[pid]; ok {
-		if fd < 0 {
-			return -1, r.errs[pid]
-		}
 		return fd, nil
+	}
+	if err, ok := r.errs[pid]; ok {
+		return -1, err
+	}
+	if len(r.pidfds) >= maxPidfds {
+		for p, fd := range r.pidfds { // any one: the map's order is as good as any
+			unix.Close(fd)
+			delete(r.pidfds, p)
+			break
+		}
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		err = classify(fmt.Sprintf("pidfd_open pid %d", pid), err)
-		r.pidfds[pid], r.errs[pid] = -1, err
+		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) {
+			r.errs[pid] = err
+		}
 		return -1, err
 	}
 	r.pidfds[pid] = fd
@@ -103,6 +128,8 @@ func classify(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, ErrUnsupported)
 	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF):
 		return ErrGone
+	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
+		return fmt.Errorf("%s: %w (raise the open files limit, ulimit -n)", op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
