@@ -100,13 +100,17 @@ func runKill(e *env, args []string) error {
 	if err := f.check(fs); err != nil {
 		return err
 	}
-	filterGiven := false
-	for _, n := range []string{"state", "sport", "dport", "src", "dst", "ipv4", "ipv6"} {
-		filterGiven = filterGiven || fs.Changed(n)
+	filter, err := filt.filter(defaultStates)
+	if err != nil {
+		return err
 	}
+	// A filter selects only if it narrows: --ipv4=false, -4 -6 or --sport 0-65535
+	// are given but select everything, and everything is never the default.
+	filterGiven := fs.Changed("state") || filter.Family != 0 || !filter.SPort.Any() || !filter.DPort.Any() ||
+		filter.Src.IsValid() || filter.Dst.IsValid()
 	perPeer := f.perPeer.set
 	if !filterGiven && len(f.findings.codes) == 0 && !perPeer {
-		return usagef("kill: say what to close: filters (--state, --sport, --dport, --src, --dst, -4, -6), --finding CODE or --max-per-peer N; tcpkeep never closes everything by default (see -h)")
+		return usagef("kill: say what to close: filters that narrow (--state, --sport, --dport, --src, --dst, -4, -6), --finding CODE or --max-per-peer N; tcpkeep never closes everything by default (see -h)")
 	}
 	listeners := filt.namesListening()
 	for _, c := range f.findings.codes {
@@ -118,10 +122,6 @@ func runKill(e *env, args []string) error {
 		case c == audit.ListenQueueFull && !listeners:
 			return usagef("--finding listen_queue_full closes listeners: add --state listening to say so")
 		}
-	}
-	filter, err := filt.filter(defaultStates)
-	if err != nil {
-		return err
 	}
 	if !listeners {
 		filter.States &^= diag.Of(diag.StateListen)

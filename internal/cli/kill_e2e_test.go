@@ -22,6 +22,9 @@ func TestKillUsageErrors(t *testing.T) {
 	}{
 		{[]string{"kill"}, "never closes everything by default"},
 		{[]string{"kill", "--dry-run"}, "say what to close"},
+		{[]string{"kill", "--ipv4=false", "--dry-run"}, "filters that narrow"},
+		{[]string{"kill", "-4", "-6"}, "filters that narrow"},
+		{[]string{"kill", "--sport", "0-65535"}, "filters that narrow"},
 		{[]string{"kill", "--finding", "sysctl_keepalive_default"}, "not a socket"},
 		{[]string{"kill", "--finding", "half_open,idle"}, `unknown finding code "half_open"`},
 		{[]string{"kill", "--finding", "peer_limit_exceeded"}, "needs --max-per-peer"},
