@@ -177,8 +177,12 @@ func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*A
 		r.aud = audit.New(ac)
 	}
 	var peers *peerCounts
+	// handled remembers, only when a second dump may come, which sockets the
+	// first one closed: bounded by what is selected, not by the table.
+	var handled map[uint64]bool
 	if cfg.MaxPerPeer > 0 {
 		peers = newPeerCounts(cfg.MaxPerPeer)
+		handled = make(map[uint64]bool)
 	}
 	r.sum.Dumps = 1
 	for s, err := range dump.Sockets(ctx, cfg.Filter) {
@@ -193,6 +197,9 @@ func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*A
 			r.handle(s, reason, msg)
 			if r.stop != nil {
 				return r.sum, r.stop
+			}
+			if handled != nil {
+				handled[s.Cookie] = true
 			}
 			continue
 		}
@@ -211,9 +218,17 @@ func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*A
 		if !r.candidate(s) {
 			continue
 		}
-		// Handled in the first dump already (and gone, unless destroying it
-		// failed or this is a dry run).
-		if _, _, ok := r.selected(s); ok {
+		// Selected by a finding or the filter: handled in the first dump
+		// already (and gone, unless destroying it failed or this is a dry run),
+		// or flagged only now (its idle time crossed a threshold meanwhile).
+		if reason, msg, ok := r.selected(s); ok {
+			if !handled[s.Cookie] {
+				handled[s.Cookie] = true
+				r.handle(s, reason, msg)
+				if r.stop != nil {
+					return r.sum, r.stop
+				}
+			}
 			continue
 		}
 		if victim := peers.offer(s); victim != nil {

@@ -1,6 +1,8 @@
 package kill
 
 import (
+	"context"
+	"iter"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/audit"
 )
 
 // TestKeeperClosesIdlestSurplus: whatever order the dump hands a peer's
@@ -73,5 +76,63 @@ func TestKeeperClosesIdlestSurplus(t *testing.T) {
 				t.Errorf("limit %d, seed %d: closed %v, want the idlest %v", limit, seed, closed, want)
 			}
 		}
+	}
+}
+
+// dumps is a Dumper that hands out one prepared table per call.
+type dumps [][]diag.Socket
+
+func (d *dumps) Sockets(context.Context, *diag.Filter) iter.Seq2[*diag.Socket, error] {
+	table := (*d)[0]
+	*d = (*d)[1:]
+	return func(yield func(*diag.Socket, error) bool) {
+		for i := range table {
+			if !yield(&table[i], nil) {
+				return
+			}
+		}
+	}
+}
+
+type noDestroy struct{}
+
+func (noDestroy) Destroy(*diag.Socket) error { return nil }
+
+// TestFindingBetweenTheDumps: with --finding and --max-per-peer, a socket a rule
+// flags only in the second dump (it idled past the limit meanwhile) is closed
+// for its finding; one flagged in both dumps is closed once.
+func TestFindingBetweenTheDumps(t *testing.T) {
+	mk := func(cookie uint64, idle time.Duration) diag.Socket {
+		return diag.Socket{
+			Family: diag.FamilyInet, State: diag.StateEstablished, Cookie: cookie, Timer: diag.TimerKeepalive,
+			Local:  netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), 443),
+			Remote: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.7"), 40000+uint16(cookie)),
+			Info:   diag.TCPInfo{Len: 280, LastDataSent: idle, LastDataRecv: idle},
+		}
+	}
+	h := time.Hour
+	first := []diag.Socket{mk(1, 2*h), mk(2, 30*time.Minute), mk(3, time.Second), mk(4, time.Second)}
+	second := []diag.Socket{mk(1, 2*h), mk(2, 2*h), mk(3, time.Second), mk(4, time.Second)}
+	d := &dumps{first, second}
+	cfg := Config{
+		Findings:   []audit.Code{audit.IdleOverlong},
+		Audit:      audit.Config{IdleLimit: h},
+		MaxPerPeer: 1,
+	}
+	closed := map[uint64]string{}
+	_, err := Run(context.Background(), cfg, d, noDestroy{}, func(a *Action) {
+		if prev, ok := closed[a.Socket.Cookie]; ok {
+			t.Errorf("socket %d handled twice (%s, then %s)", a.Socket.Cookie, prev, a.Reason)
+		}
+		closed[a.Socket.Cookie] = a.Reason
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if closed[1] != string(audit.IdleOverlong) || closed[2] != string(audit.IdleOverlong) {
+		t.Errorf("closed %v: want sockets 1 and 2 for idle_overlong", closed)
+	}
+	if len(closed) != 3 {
+		t.Errorf("closed %v: want 1 and 2 for idle_overlong and one of 3, 4 over the per-peer limit", closed)
 	}
 }
