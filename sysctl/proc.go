@@ -68,6 +68,12 @@ func Write(ns Namespace, k Keepalive) (old Keepalive, err error) {
 	return old, err
 }
 
+// Restore puts back the keepalive tunables of ns that Write replaced. See
+// ProcSys.Restore.
+func Restore(ns Namespace, k Keepalive) error {
+	return ns.Do(func() error { return Live.Restore(k) })
+}
+
 // Read reads the tunables under p, on the calling thread.
 func (p ProcSys) Read() (Tunables, error) {
 	var t Tunables
@@ -193,6 +199,19 @@ func (p ProcSys) Write(k Keepalive) (old Keepalive, err error) {
 	if err := k.Validate(); err != nil {
 		return Keepalive{}, err
 	}
+	return p.write(k)
+}
+
+// Restore writes back values Write (or Read) returned, as Write does but without
+// checking them against tcpkeep's ranges: the kernel accepts more (a
+// tcp_keepalive_time above 32767 set by someone else), and undoing a change must
+// put back exactly what was there.
+func (p ProcSys) Restore(k Keepalive) error {
+	_, err := p.write(k)
+	return err
+}
+
+func (p ProcSys) write(k Keepalive) (old Keepalive, err error) {
 	old, err = p.readKeepalive()
 	if err != nil {
 		return Keepalive{}, err

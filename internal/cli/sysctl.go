@@ -223,7 +223,7 @@ func (c change) apply() (old sysctl.Keepalive, err error) {
 		header := fmt.Sprintf("Written by tcpkeep %s on %s.\n%s\nEdit with: tcpkeep sysctl set --persist=%s",
 			version, time.Now().UTC().Format(time.RFC3339), c.why, c.persist)
 		if perr := sysctl.Persist(c.persist, c.k, header); perr != nil {
-			if _, rerr := sysctl.Write(c.ns, old); rerr != nil {
+			if rerr := sysctl.Restore(c.ns, old); rerr != nil {
 				return old, fmt.Errorf("%w; restoring the live values failed too: %v", perr, rerr)
 			}
 			return old, fmt.Errorf("%w; the live values were restored, nothing changed", perr)

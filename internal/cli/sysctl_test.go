@@ -138,6 +138,22 @@ func TestSysctlSetPersistFailureRestoresTheLiveValues(t *testing.T) {
 	}
 }
 
+// The old values may lie outside tcpkeep's ranges (the kernel accepts a
+// tcp_keepalive_time of 40000): undoing a failed persist puts them back anyway.
+func TestSysctlPersistFailureRestoresValuesOutsideOurRange(t *testing.T) {
+	ns := testnet.NewNS(t)
+	ns.Sysctl(sysctl.FileTime, "40000")
+	path := filepath.Join(t.TempDir(), "no-such-dir", "90-tcpkeep.conf")
+	r := runCLI(t, asHost, "--netns", ns.Name, "sysctl", "set", "--time", "60", "--persist="+path)
+	if r.code != exitError {
+		t.Fatalf("exit %d, want %d", r.code, exitError)
+	}
+	oneErrorLine(t, r, "live values were restored")
+	if got := values(ns); got != "40000/75/9" {
+		t.Fatalf("namespace has %s after a failed persist, want the old 40000/75/9", got)
+	}
+}
+
 func TestSysctlPersistRefusedOutsideTheHostNamespace(t *testing.T) {
 	ns := testnet.NewNS(t)
 	path := filepath.Join(t.TempDir(), "90-tcpkeep.conf")
