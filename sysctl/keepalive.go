@@ -77,3 +77,13 @@ func RetransGiveUp(retries2 int) time.Duration {
 	}
 	return time.Duration((2<<thresh)-1)*rtoMin + time.Duration(retries2-thresh)*rtoMax
 }
+
+// OrphanRetries is how many retransmission backoffs the kernel allows a socket
+// the application has closed (an orphan) before it drops it: tcp_orphan_retries,
+// where the default 0 means 8 (tcp_orphan_retries() in the kernel).
+func OrphanRetries(sysctlValue int) int {
+	if sysctlValue <= 0 {
+		return 8
+	}
+	return sysctlValue
+}

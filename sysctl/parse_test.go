@@ -21,6 +21,9 @@ func TestReadFreshNamespaceFixture(t *testing.T) {
 	if got.FinTimeout == nil || *got.FinTimeout != time.Minute {
 		t.Errorf("tcp_fin_timeout %v, want 1m", got.FinTimeout)
 	}
+	if got.OrphanRetries == nil || *got.OrphanRetries != 0 || OrphanRetries(*got.OrphanRetries) != 8 {
+		t.Errorf("tcp_orphan_retries %v, want 0, which means 8", got.OrphanRetries)
+	}
 	if got.ConntrackEstablished == nil || *got.ConntrackEstablished != 5*24*time.Hour {
 		t.Errorf("nf_conntrack_tcp_timeout_established %v, want 5 days", got.ConntrackEstablished)
 	}

@@ -23,6 +23,7 @@ const (
 	FileProbes      = "net/ipv4/tcp_keepalive_probes"
 	FileRetries2    = "net/ipv4/tcp_retries2"
 	FileFinTimeout  = "net/ipv4/tcp_fin_timeout"
+	FileOrphanRetr  = "net/ipv4/tcp_orphan_retries"
 	FileConntrackEs = "net/netfilter/nf_conntrack_tcp_timeout_established"
 )
 
@@ -35,6 +36,9 @@ type Tunables struct {
 	Retries2 *int
 	// FinTimeout is tcp_fin_timeout: how long an orphaned FIN_WAIT2 socket lives.
 	FinTimeout *time.Duration
+	// OrphanRetries is tcp_orphan_retries: the retransmission limit of a socket
+	// the application has closed (see OrphanRetries).
+	OrphanRetries *int
 	// ConntrackEstablished is nf_conntrack_tcp_timeout_established: how long local
 	// connection tracking keeps an idle established flow.
 	ConntrackEstablished *time.Duration
@@ -86,6 +90,11 @@ func (p ProcSys) Read() (Tunables, error) {
 		return t, err
 	} else if ok {
 		t.Retries2 = &n
+	}
+	if n, ok, err := p.readOptional(FileOrphanRetr); err != nil {
+		return t, err
+	} else if ok {
+		t.OrphanRetries = &n
 	}
 	if n, ok, err := p.readOptional(FileFinTimeout); err != nil {
 		return t, err

@@ -372,9 +372,12 @@ func (c *sockCtx) ownerText() string {
 	if o, ok := c.owner(); ok {
 		return fmt.Sprintf(" (held by %s, pid %d)", o.Comm, o.PID)
 	}
-	// Only a socket with a file has an inode: one still waiting in a listener's
-	// accept queue has none, and no process holds it yet.
-	if c.s.Inode == 0 {
+	// Only a socket with a file has an inode: one the application has closed
+	// has none any more, one still in a listener's accept queue none yet.
+	if orphan(c.s) {
+		return " (orphaned: the application closed it, the kernel finishes it alone)"
+	}
+	if c.s.Inode == 0 && (c.s.State == diag.StateEstablished || c.s.State == diag.StateCloseWait) {
 		return " (not accepted yet: it waits in its listener's accept queue)"
 	}
 	return " (owner not found: the process may be gone or in another pid namespace)"

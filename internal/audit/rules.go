@@ -52,9 +52,15 @@ func halfOpenKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 	if n < p.cnt {
 		drop += time.Duration(p.cnt-n) * p.intvl
 	}
+	when := fmt.Sprintf("the kernel drops it in about %s (after %d probes %s apart, %s)", dur(drop), p.cnt, dur(p.intvl), p.src)
+	if _, real := c.sockopts(); !real && n > p.cnt {
+		// More probes out than the namespace allows: the socket sets its own
+		// TCP_KEEPCNT, so the namespace's values cannot say when it ends.
+		when = "when the kernel drops it depends on the socket's own TCP_KEEPCNT (--sockopts reads it)"
+	}
 	return Critical, fmt.Sprintf(
-		"%s to %s: %d keepalive %s unanswered and nothing received for %s, the peer is gone (crashed, cut off, or a middlebox forgot the flow); the kernel drops it in about %s (after %d probes %s apart, %s)%s; close it now with tcpkeep kill --finding half_open_keepalive",
-		s.Local, s.Remote, n, plural(n, "probe", "probes"), dur(recvSilence(s)), dur(drop), p.cnt, dur(p.intvl), p.src, c.ownerText()), true
+		"%s to %s: %d keepalive %s unanswered and nothing received for %s, the peer is gone (crashed, cut off, or a middlebox forgot the flow); %s%s; close it now with tcpkeep kill --finding half_open_keepalive",
+		s.Local, s.Remote, n, plural(n, "probe", "probes"), dur(recvSilence(s)), when, c.ownerText()), true
 }
 
 // halfOpenRetrans: data is in flight and the retransmission timer has fired at
@@ -71,6 +77,15 @@ func halfOpenRetrans(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 	var until string
 	if o, ok := c.sockopts(); ok && o.UserTimeout > 0 {
 		until = fmt.Sprintf("TCP_USER_TIMEOUT gives up in about %s (after %s without an ACK)", dur(left(o.UserTimeout, silent)), dur(o.UserTimeout))
+	} else if orphan(s) {
+		// The application closed it: tcp_orphan_retries governs, not tcp_retries2.
+		n := 0
+		if v := c.a.cfg.Tunables.OrphanRetries; v != nil {
+			n = *v
+		}
+		r := sysctl.OrphanRetries(n)
+		g := sysctl.RetransGiveUp(r)
+		until = fmt.Sprintf("the application has closed it, so tcp_orphan_retries (%d retransmissions) gives up in about %s (%s after the first retransmission)", r, dur(left(g, silent)), dur(g))
 	} else if r2 := c.a.cfg.Tunables.Retries2; r2 != nil {
 		g := sysctl.RetransGiveUp(*r2)
 		until = fmt.Sprintf("tcp_retries2 %d gives up in about %s (%s after the first retransmission, longer on a slow path)", *r2, dur(left(g, silent)), dur(g))
@@ -287,11 +302,30 @@ func (c *sockCtx) effectiveKeepIdle() (d time.Duration, how string, ok bool) {
 	if !known {
 		return 0, "", false
 	}
-	if s.Timer == diag.TimerKeepalive && s.TimerRetrans == 0 && s.Info.Len > 0 {
+	if s.Timer == diag.TimerKeepalive && s.TimerRetrans > 0 {
+		// Probes are out: the timer now counts the interval, not the idle
+		// time, and the sysctl would be a guess (the socket may set its own).
+		// half_open_keepalive speaks for this socket.
+		return 0, "", false
+	}
+	if s.Timer == diag.TimerKeepalive && s.Info.Len > 0 {
 		d := (s.TimerExpires + recvSilence(s)).Round(time.Second)
 		return d, "inferred from its keepalive timer", true
 	}
 	return c.a.cfg.Tunables.Time, "tcp_keepalive_time", true
+}
+
+// orphan: a socket the application has closed while the kernel still finishes
+// the connection. It has no file, so no inode.
+func orphan(s *diag.Socket) bool {
+	if s.Inode != 0 {
+		return false
+	}
+	switch s.State {
+	case diag.StateFinWait1, diag.StateFinWait2, diag.StateClosing, diag.StateLastAck:
+		return true
+	}
+	return false
 }
 
 // recvSilence is how long nothing was received, as keepalive counts it: the

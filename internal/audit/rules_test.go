@@ -86,6 +86,8 @@ func TestHalfOpenKeepaliveRule(t *testing.T) {
 			opts: &proc.SockOpts{KeepAlive: true, KeepIdle: time.Second, KeepIntvl: time.Second, KeepCnt: 5},
 			sev:  Critical, want: []string{"1 keepalive probe unanswered", "about 4.5s", "5 probes 1s apart", "TCP_KEEPINTVL"}},
 		{name: "last probe out", s: est(timer(diag.TimerKeepalive, 200*time.Millisecond, 9)), sev: Critical, want: []string{"about 200ms"}},
+		{name: "more probes out than the namespace allows: its own TCP_KEEPCNT", s: est(timer(diag.TimerKeepalive, time.Second, 12)),
+			sev: Critical, want: []string{"12 keepalive probes", "depends on the socket's own TCP_KEEPCNT"}},
 		{name: "FIN_WAIT2 timer reported as keepalive", s: est(state(diag.StateFinWait2), timer(diag.TimerKeepalive, 30*time.Second, 1))},
 		{name: "FIN_WAIT2 timer named", s: est(state(diag.StateFinWait2), timer(diag.TimerFinWait2, 30*time.Second, 1))},
 		{name: "retransmit timer", s: est(timer(diag.TimerRetransmit, time.Second, 5))},
@@ -102,6 +104,8 @@ func TestHalfOpenRetransRule(t *testing.T) {
 		{name: "threshold flag", cfg: func(c *Config) { c.RetransThreshold = 6 }, s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 5))},
 		{name: "user timeout", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 4)), opts: &proc.SockOpts{UserTimeout: 30 * time.Second},
 			sev: Critical, want: []string{"TCP_USER_TIMEOUT gives up in about 0s"}},
+		{name: "orphan: tcp_orphan_retries governs", s: est(inFlight, state(diag.StateFinWait1), func(s *diag.Socket) { s.Inode = 0 }, timer(diag.TimerRetransmit, time.Second, 3)),
+			sev: Critical, want: []string{"tcp_orphan_retries (8 retransmissions)", "1m42s", "orphaned"}},
 		{name: "SYN_SENT is the handshake", s: est(state(diag.StateSynSent), timer(diag.TimerRetransmit, time.Second, 5))},
 		{name: "keepalive timer", s: est(timer(diag.TimerKeepalive, time.Second, 5))},
 	})
@@ -161,7 +165,9 @@ func TestKeepaliveAfterPathTimeoutRule(t *testing.T) {
 		{name: "sockopts keepalive off", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, 250*time.Second, 0)), opts: &proc.SockOpts{}},
 		{name: "no keepalive", cfg: path(60 * time.Second), s: est()},
 		{name: "retransmitting, unknown", cfg: path(60 * time.Second), s: est(timer(diag.TimerRetransmit, time.Second, 1))},
-		{name: "probing: sysctl", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, time.Second, 2)), sev: Warning, want: []string{"tcp_keepalive_time"}},
+		{name: "probing: no guess (half_open_keepalive speaks)", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, time.Second, 2))},
+		{name: "probing, socket's own TCP_KEEPIDLE", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, time.Second, 2)),
+			opts: &proc.SockOpts{KeepAlive: true, KeepIdle: 2 * time.Hour}, sev: Warning, want: []string{"the socket's TCP_KEEPIDLE"}},
 		{name: "FIN_WAIT2 timer", cfg: path(60 * time.Second), s: est(state(diag.StateFinWait2), timer(diag.TimerKeepalive, 7000*time.Second, 0))},
 	})
 }

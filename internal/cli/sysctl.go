@@ -107,6 +107,7 @@ type sysctlRecord struct {
 	Retries2        *int   `json:"tcp_retries2,omitempty"`
 	RetransGiveUpMS *int64 `json:"retrans_give_up_ms,omitempty"`
 	FinTimeoutS     *int64 `json:"tcp_fin_timeout_s,omitempty"`
+	OrphanRetries   *int   `json:"tcp_orphan_retries,omitempty"`
 	ConntrackS      *int64 `json:"conntrack_established_timeout_s,omitempty"`
 }
 
@@ -117,6 +118,7 @@ func sysctlRecordOf(m report.Meta, t sysctl.Tunables) sysctlRecord {
 		r.RetransGiveUpMS = &ms
 	}
 	r.FinTimeoutS = seconds(t.FinTimeout)
+	r.OrphanRetries = t.OrphanRetries
 	r.ConntrackS = seconds(t.ConntrackEstablished)
 	return r
 }
@@ -149,6 +151,10 @@ func writeTunablesTable(w io.Writer, ns netns.NS, t sysctl.Tunables) error {
 	}
 	if t.FinTimeout != nil {
 		fmt.Fprintf(tw, "net.ipv4.tcp_fin_timeout\t%d\t%s an orphaned FIN_WAIT2 socket lives\n", *t.FinTimeout/time.Second, human(*t.FinTimeout))
+	}
+	if t.OrphanRetries != nil {
+		r := sysctl.OrphanRetries(*t.OrphanRetries)
+		fmt.Fprintf(tw, "net.ipv4.tcp_orphan_retries\t%d\tretransmissions of a closed socket before giving up (%d: about %s)\n", *t.OrphanRetries, r, human(sysctl.RetransGiveUp(r).Round(time.Second)))
 	}
 	if t.ConntrackEstablished != nil {
 		fmt.Fprintf(tw, "net.netfilter.nf_conntrack_tcp_timeout_established\t%d\t%s local conntrack keeps an idle flow\n", *t.ConntrackEstablished/time.Second, human(*t.ConntrackEstablished))
