@@ -190,6 +190,31 @@ func parse(e *env, fs *pflag.FlagSet, args []string) error {
 	return parseFlags(fs, args)
 }
 
+// splitSubcommand finds a command's subcommand (sysctl set, probe serve) when it
+// is the first argument that is not a global flag, so that "sysctl -o json set"
+// works like "sysctl set -o json". It returns the subcommand, or "", and the
+// arguments without it.
+func splitSubcommand(args []string, subs ...string) (string, []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-o" || a == "--output" || a == "--netns":
+			i++ // and its value
+			continue
+		case strings.HasPrefix(a, "--output=") || strings.HasPrefix(a, "--netns=") ||
+			(strings.HasPrefix(a, "-o") && !strings.HasPrefix(a, "--")):
+			continue
+		}
+		for _, sub := range subs {
+			if a == sub {
+				return sub, append(args[:i:i], args[i+1:]...)
+			}
+		}
+		return "", args
+	}
+	return "", args
+}
+
 // parseCommand parses the flags of a command that takes no positional argument,
 // and refuses an -o it cannot write.
 func parseCommand(e *env, fs *pflag.FlagSet, args []string, formats ...string) error {

@@ -108,3 +108,25 @@ func decode(t *testing.T, s string) map[string]any {
 	}
 	return m
 }
+
+func TestSplitSubcommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		sub  string
+		rest string
+	}{
+		{[]string{"set", "--time", "5"}, "set", "--time 5"},
+		{[]string{"-o", "json", "set", "--time", "5"}, "set", "-o json --time 5"},
+		{[]string{"--netns", "web", "recommend"}, "recommend", "--netns web"},
+		{[]string{"--netns=web", "-ojson", "set"}, "set", "--netns=web -ojson"},
+		{[]string{"--output=json"}, "", "--output=json"},
+		{[]string{"--time", "5", "set"}, "", "--time 5 set"},
+		{[]string{"10.0.0.1:7077", "set"}, "", "10.0.0.1:7077 set"},
+		{nil, "", ""},
+	} {
+		sub, rest := splitSubcommand(append([]string(nil), tc.args...), "set", "recommend")
+		if sub != tc.sub || strings.Join(rest, " ") != tc.rest {
+			t.Errorf("splitSubcommand(%q) = %q, %q; want %q, %q", tc.args, sub, rest, tc.sub, tc.rest)
+		}
+	}
+}

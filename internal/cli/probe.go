@@ -56,13 +56,11 @@ Examples:
 `
 
 func runProbe(e *env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "serve":
-			return runProbeServe(e, args[1:])
-		case "idle":
-			return runProbeIdle(e, args[1:])
-		}
+	switch sub, rest := splitSubcommand(args, "serve", "idle"); sub {
+	case "serve":
+		return runProbeServe(e, rest)
+	case "idle":
+		return runProbeIdle(e, rest)
 	}
 	return runProbeClient(e, args)
 }

@@ -39,13 +39,11 @@ Examples:
 `
 
 func runSysctl(e *env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "set":
-			return runSysctlSet(e, args[1:])
-		case "recommend":
-			return runSysctlRecommend(e, args[1:])
-		}
+	switch sub, rest := splitSubcommand(args, "set", "recommend"); sub {
+	case "set":
+		return runSysctlSet(e, rest)
+	case "recommend":
+		return runSysctlRecommend(e, rest)
 	}
 	fs := newFlags(e, "sysctl", sysctlUsage)
 	if err := parse(e, fs, args); err != nil {
