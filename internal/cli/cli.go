@@ -35,8 +35,15 @@ type env struct {
 	isHost func(netns.NS) (bool, error)
 }
 
-// ns resolves --netns.
-func (e *env) ns() (netns.NS, error) { return netns.Resolve(e.netnsSpec) }
+// ns resolves --netns. A spelling that can name no namespace is a usage error; a
+// namespace that does not exist (or cannot be opened) is a runtime one.
+func (e *env) ns() (netns.NS, error) {
+	ns, err := netns.Resolve(e.netnsSpec)
+	if errors.Is(err, netns.ErrSpelling) {
+		return ns, &usageError{err.Error()}
+	}
+	return ns, err
+}
 
 // meta is what every record carries besides its own fields.
 func (e *env) meta(ns netns.NS) report.Meta {

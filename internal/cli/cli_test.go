@@ -51,6 +51,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"sysctl", "frob"}, "unknown subcommand"},
 		{[]string{"-o", "xml", "sysctl"}, "xml"},
 		{[]string{"version", "extra"}, "unexpected argument"},
+		{[]string{"--netns", "pid:abc", "sysctl"}, "positive process ID"},
+		{[]string{"--netns", "..", "sysctl"}, "not a namespace name"},
+		{[]string{"probe", "serve", "--listen", "127.0.0.1:99999"}, "0 to 65535"},
+		{[]string{"sysctl", "-o", "json", "set"}, "nothing to set"},
 	} {
 		r := runCLI(t, nil, tc.args...)
 		if r.code != exitUsage {

@@ -359,8 +359,12 @@ Examples:
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(listen); err != nil {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
 		return usagef("--listen %q: want HOST:PORT or :PORT", listen)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil && port != "" {
+		return usagef("--listen %q: port %q: want a number from 0 to 65535", listen, port)
 	}
 	if !fs.Changed("read-timeout") {
 		readTimeout = probe.DefaultReadTimeout

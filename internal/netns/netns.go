@@ -24,6 +24,10 @@ const RunDir = "/run/netns"
 // ErrNotExist reports a namespace that does not exist.
 var ErrNotExist = errors.New("no such network namespace")
 
+// ErrSpelling reports a --netns value that cannot name a namespace at all, what
+// ever exists on the host: a usage error, not a runtime one.
+var ErrSpelling = errors.New("not a namespace")
+
 // NS identifies one network namespace.
 type NS struct {
 	// Spec is what the operator gave: a name, a path, pid:PID, or "" for the
@@ -59,14 +63,14 @@ func parse(spec string) (NS, error) {
 	case strings.HasPrefix(spec, "pid:"):
 		pid, err := strconv.Atoi(spec[len("pid:"):])
 		if err != nil || pid <= 0 {
-			return NS{}, fmt.Errorf("netns %q: pid:PID needs a positive process ID", spec)
+			return NS{}, fmt.Errorf("netns %q: %w: pid:PID needs a positive process ID", spec, ErrSpelling)
 		}
 		ns = NS{Spec: spec, Path: fmt.Sprintf("/proc/%d/ns/net", pid)}
 	case strings.ContainsRune(spec, '/'):
 		ns = NS{Spec: spec, Path: spec}
 	default:
 		if spec == "." || spec == ".." {
-			return NS{}, fmt.Errorf("netns %q: not a namespace name (list them with: ip netns list)", spec)
+			return NS{}, fmt.Errorf("netns %q: %w name (list them with: ip netns list)", spec, ErrSpelling)
 		}
 		ns = NS{Spec: spec, Path: filepath.Join(RunDir, spec)}
 	}
