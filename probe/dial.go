@@ -134,6 +134,19 @@ func Dial(ctx context.Context, ns Namespace, addr string, o SocketOptions) (*net
 			return err
 		},
 	}
+	if ns != nil {
+		// Go resolves names on other threads than the one inside ns: send its
+		// DNS queries from inside ns too, or they leave through the host's
+		// network and a name only the namespace can resolve fails.
+		d.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() (err error) {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, address)
+				return err
+			})
+			return c, err
+		}}
+	}
 	var c net.Conn
 	err := in(ns, func() (err error) {
 		c, err = d.DialContext(ctx, "tcp", addr)

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +57,17 @@ func TestDiscoverIdleNothingForgets(t *testing.T) {
 	start := time.Now()
 	if _, err := DiscoverIdle(ctx, IdleConfig{Addr: addr, NetNS: ns, Min: time.Minute, Max: time.Hour}, nil); err == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("DiscoverIdle with an ended context: %v after %v", err, time.Since(start))
+	}
+}
+
+// A server that closes idle clients (its read timeout) is not a path that
+// forgets them: DiscoverIdle says so instead of measuring the server.
+func TestDiscoverIdleServerClosing(t *testing.T) {
+	noLeak(t)
+	ns := testnet.NewNS(t).NetNS()
+	addr := serve(t, ns, "127.0.0.1:7077", &Server{ReadTimeout: 300 * time.Millisecond})
+	_, err := DiscoverIdle(context.Background(), IdleConfig{Addr: addr, NetNS: ns, Min: 100 * time.Millisecond, Max: 800 * time.Millisecond, Resolution: 100 * time.Millisecond, Timeout: time.Second}, nil)
+	if err == nil || !strings.Contains(err.Error(), "measures the server, not the path") {
+		t.Fatalf("DiscoverIdle against a server that closes idle clients: %v, want an error saying the server closed", err)
 	}
 }
