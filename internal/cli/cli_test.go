@@ -55,6 +55,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--netns", "..", "sysctl"}, "not a namespace name"},
 		{[]string{"probe", "serve", "--listen", "127.0.0.1:99999"}, "0 to 65535"},
 		{[]string{"sysctl", "-o", "json", "set"}, "nothing to set"},
+		{[]string{"-o", "json", "probe", "127.0.0.1:7077"}, "give --count N"},
+		{[]string{"-o", "xml", "version"}, "xml"},
 	} {
 		r := runCLI(t, nil, tc.args...)
 		if r.code != exitUsage {

@@ -210,6 +210,10 @@ func runProbeClient(e *env, args []string) error {
 	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
 		return err
 	}
+	if e.output == "json" && !count.set {
+		// One document holds every beat until the end: it needs an end.
+		return usagef("-o json writes one document when the run ends: give --count N, or use -o ndjson for a record per beat")
+	}
 	if !fs.Changed("interval") {
 		interval = time.Second
 	}

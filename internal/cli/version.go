@@ -12,16 +12,21 @@ var (
 	commit  = ""
 )
 
+// versionRecord is what version writes with -o json or ndjson.
+type versionRecord struct {
+	Type    string `json:"type"`
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	Go      string `json:"go"`
+}
+
 func runVersion(e *env, args []string) error {
 	fs := newFlags(e, "version", `
-Usage: tcpkeep version
+Usage: tcpkeep version [-o table|json|ndjson]
 
 Prints tcpkeep's version, the commit it was built from and the Go version.
 `)
-	if err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	c := commit
@@ -34,6 +39,9 @@ Prints tcpkeep's version, the commit it was built from and the Go version.
 				}
 			}
 		}
+	}
+	if e.output != "table" {
+		return writeJSON(e, versionRecord{Type: "version", Version: version, Commit: c, Go: runtime.Version()})
 	}
 	fmt.Fprintf(e.stdout, "tcpkeep %s (commit %s, %s %s/%s)\n", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
