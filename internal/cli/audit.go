@@ -241,23 +241,33 @@ func (r *auditRun) run(f auditFlags, filter *diag.Filter) (audit.Severity, error
 	return r.sum.Worst, nil
 }
 
+// appendStreamed appends one record of a stream as it comes: for ndjson a line
+// of its own, with the header; for json an element of the document's array
+// (which carries the header once). n counts the records before it. fields
+// appends the record's own fields, the first without a leading comma.
+func appendStreamed(dst []byte, output, typ string, m report.Meta, n int, fields func([]byte) []byte) []byte {
+	if output == "ndjson" {
+		dst = append(dst, '{')
+		dst = report.AppendHeader(dst, typ, m)
+		dst = append(dst, ',')
+		dst = fields(dst)
+		return append(dst, '}', '\n')
+	}
+	if n > 0 {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, "\n  {"...)
+	dst = fields(dst)
+	return append(dst, '}')
+}
+
 // emit writes a finding as it comes (json, ndjson), or holds it for the table.
 func (r *auditRun) emit(f audit.Finding) {
 	switch r.e.output {
-	case "ndjson":
-		r.buf = append(r.buf[:0], '{')
-		r.buf = report.AppendHeader(r.buf, "finding", r.meta)
-		r.buf = appendFindingFields(r.buf, &f, false)
-		r.buf = append(r.buf, '}', '\n')
-		r.out.Write(r.buf)
-	case "json":
-		r.buf = r.buf[:0]
-		if r.n > 0 {
-			r.buf = append(r.buf, ',')
-		}
-		r.buf = append(r.buf, "\n  {"...)
-		r.buf = appendFindingFields(r.buf, &f, true)
-		r.buf = append(r.buf, '}')
+	case "ndjson", "json":
+		r.buf = appendStreamed(r.buf[:0], r.e.output, "finding", r.meta, r.n, func(dst []byte) []byte {
+			return appendFindingFields(dst, &f)
+		})
 		r.out.Write(r.buf)
 	case "table":
 		r.held = append(r.held, f)
@@ -266,10 +276,7 @@ func (r *auditRun) emit(f audit.Finding) {
 }
 
 // appendFindingFields appends code, severity, message and socket.
-func appendFindingFields(dst []byte, f *audit.Finding, first bool) []byte {
-	if !first {
-		dst = append(dst, ',')
-	}
+func appendFindingFields(dst []byte, f *audit.Finding) []byte {
 	dst = append(dst, `"code":`...)
 	dst = appendJSONString(dst, string(f.Code))
 	dst = append(dst, `,"severity":`...)

@@ -311,20 +311,10 @@ func (w *killWriter) action(a *kill.Action) {
 		if w.dryRun && a.Message != "" {
 			fmt.Fprintf(w.out, "  why: %s\n", a.Message)
 		}
-	case "ndjson":
-		w.buf = append(w.buf[:0], '{')
-		w.buf = report.AppendHeader(w.buf, "action", w.meta)
-		w.buf = w.appendActionFields(w.buf, a)
-		w.buf = append(w.buf, '}', '\n')
-		w.out.Write(w.buf)
-	case "json":
-		w.buf = w.buf[:0]
-		if w.n > 0 {
-			w.buf = append(w.buf, ',')
-		}
-		w.buf = append(w.buf, "\n  {"...)
-		w.buf = w.appendActionFields(w.buf, a)
-		w.buf = append(w.buf, '}')
+	case "ndjson", "json":
+		w.buf = appendStreamed(w.buf[:0], w.e.output, "action", w.meta, w.n, func(dst []byte) []byte {
+			return w.appendActionFields(dst, a)
+		})
 		w.out.Write(w.buf)
 	}
 	w.n++
@@ -339,12 +329,8 @@ func (w *killWriter) lastCols(idle, proc string) {
 	w.out.WriteString(idle)
 }
 
-// appendActionFields appends socket, reason, message, result and error, the
-// first with a leading comma (they follow the header in ndjson) unless json.
+// appendActionFields appends socket, reason, message, result and error.
 func (w *killWriter) appendActionFields(dst []byte, a *kill.Action) []byte {
-	if w.e.output == "ndjson" {
-		dst = append(dst, ',')
-	}
 	dst = append(dst, `"socket":`...)
 	dst = report.AppendSocket(dst, a.Socket, &w.x)
 	// Reasons and results are identifiers ([a-z_]): no escaping, no allocation.
