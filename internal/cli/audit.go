@@ -197,12 +197,7 @@ func (r *auditRun) run(f auditFlags, filter *diag.Filter) (audit.Severity, error
 		defer opts.Close()
 		cfg.Sockopts = func(s *diag.Socket) (proc.SockOpts, bool) { return r.owners.sockopts(opts, s) }
 	}
-	nsf, err := r.ns.Open()
-	if err != nil {
-		return 0, err
-	}
-	defer nsf.Close()
-	c, err := diag.Dial(&diag.Config{NetNS: int(nsf.Fd()), Name: r.ns.String()})
+	c, err := dialDiag(r.ns)
 	if err != nil {
 		return 0, err
 	}

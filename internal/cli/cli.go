@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 )
@@ -43,6 +44,20 @@ func (e *env) ns() (netns.NS, error) {
 		return ns, &usageError{err.Error()}
 	}
 	return ns, err
+}
+
+// dialDiag opens a sock_diag connection in ns. In the namespace tcpkeep runs in
+// it enters none, so CAP_NET_ADMIN is enough (setns needs CAP_SYS_ADMIN).
+func dialDiag(ns netns.NS) (*diag.Conn, error) {
+	if ns.Spec == "" {
+		return diag.Dial(&diag.Config{Name: ns.String()})
+	}
+	f, err := ns.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the socket is made in the namespace at Dial: the file is not needed after
+	return diag.Dial(&diag.Config{NetNS: int(f.Fd()), Name: ns.String()})
 }
 
 // meta is what every record carries besides its own fields.

@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 )
@@ -78,12 +77,7 @@ func runConns(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nsf, err := ns.Open()
-	if err != nil {
-		return err
-	}
-	defer nsf.Close()
-	c, err := diag.Dial(&diag.Config{NetNS: int(nsf.Fd()), Name: ns.String()})
+	c, err := dialDiag(ns)
 	if err != nil {
 		return err
 	}

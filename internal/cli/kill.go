@@ -151,18 +151,13 @@ func runKill(e *env, args []string) error {
 	if *procs {
 		cfg.Owner = owners.owner
 	}
-	nsf, err := ns.Open()
-	if err != nil {
-		return err
-	}
-	defer nsf.Close()
 	// Two netlink sockets: one streams the dump while the other destroys.
-	dump, err := diag.Dial(&diag.Config{NetNS: int(nsf.Fd()), Name: ns.String()})
+	dump, err := dialDiag(ns)
 	if err != nil {
 		return err
 	}
 	defer dump.Close()
-	destroy, err := diag.Dial(&diag.Config{NetNS: int(nsf.Fd()), Name: ns.String()})
+	destroy, err := dialDiag(ns)
 	if err != nil {
 		return err
 	}

@@ -160,12 +160,17 @@ func (ns NS) IsHost() (bool, error) {
 }
 
 // Do runs fn on an OS thread that has entered ns, then returns the thread to the
-// namespace it was in. Files under /proc/sys/net, and sockets, belong to the
+// namespace it was in; for Self it runs fn as it is. Files under /proc/sys/net, and sockets, belong to the
 // namespace of the thread that opens or creates them, so open them inside fn.
 //
 // Do runs fn on a new goroutine: if the thread cannot be returned, it stays locked
 // and dies with that goroutine instead of serving other code in the wrong namespace.
 func (ns NS) Do(fn func() error) error {
+	if ns.Spec == "" && ns.Path == Self().Path {
+		// Already there: no setns, which would need CAP_SYS_ADMIN for nothing
+		// (a container or unit with only CAP_NET_ADMIN could not run at all).
+		return fn()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
