@@ -482,9 +482,7 @@ func TestKeepaliveAfterPathTimeout(t *testing.T) {
 	noFinding(t, r, audit.KeepaliveAfterPathTimeout, cookie(t, early), cookie(t, none))
 
 	// Without the flag, the namespace's conntrack timeout is the path's.
-	if _, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"); err != nil {
-		t.Skip("nf_conntrack is not loaded: no conntrack timeout to test against")
-	}
+	ns.LoadConntrack()
 	ns.Sysctl("net/netfilter/nf_conntrack_tcp_timeout_established", "10")
 	r = run(t, ns, nil)
 	f, ok = r.about(audit.KeepaliveAfterPathTimeout, cookie(t, late))
@@ -507,9 +505,7 @@ func TestSysctlRules(t *testing.T) {
 	if fs := run(t, ns, nil).of(audit.SysctlKeepaliveDefault); len(fs) != 0 {
 		t.Fatalf("tcp_keepalive_time 600: %+v, want no finding", fs)
 	}
-	if _, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"); err != nil {
-		t.Skip("nf_conntrack is not loaded")
-	}
+	ns.LoadConntrack()
 	ns.Sysctl("net/netfilter/nf_conntrack_tcp_timeout_established", "300")
 	fs := run(t, ns, nil).of(audit.SysctlKeepaliveAfterConntrak)
 	if len(fs) != 1 {

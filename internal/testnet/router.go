@@ -134,3 +134,22 @@ func (ns *NS) defaultRoute(gw netip.Addr) {
 		ns.t.Fatalf("default route via %s in %s: %v", gw, ns.Name, err)
 	}
 }
+
+// LoadConntrack makes sure connection tracking runs in the namespace, so that
+// its net/netfilter tunables exist: a ruleset with a ct expression loads
+// nf_conntrack where it is a module, and registers the namespace's hooks. The
+// rule accepts everything; it only looks at conntrack state.
+func (ns *NS) LoadConntrack() {
+	ns.t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		ns.t.Fatal("nft not found: loading conntrack needs it (apt-get install nftables, or make test-deps)")
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "nft", "-f", "-")
+	cmd.Stdin = bytes.NewBufferString("table inet tkct {\n\tchain in {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tct state established accept\n\t}\n}\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		ns.t.Fatalf("nft ruleset in %s: %v: %s", ns.Name, err, out)
+	}
+	if v := ns.ReadSysctl("net/netfilter/nf_conntrack_tcp_timeout_established"); v == "" {
+		ns.t.Fatalf("conntrack loaded in %s, but nf_conntrack_tcp_timeout_established is empty", ns.Name)
+	}
+}
