@@ -263,3 +263,52 @@ func TestReceiveProtocol(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReceive feeds arbitrary kernel bytes, as one datagram answering a dump, to
+// the receive path (netlink header walk, sequence, NLMSG_ERROR, DONE, DUMP_INTR,
+// then the decoder), followed by a proper DONE. The only claim: no panic, no
+// hang, and the stream ends with sockets and at most one error.
+func FuzzReceive(f *testing.F) {
+	for _, path := range fixtures {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(nlmsg(nlmsgError, 0, 0, make([]byte, 20)))
+	f.Add(nlmsg(nlmsgDone, nlmFMulti|nlmFDumpIntr, 0, make([]byte, 4)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, k := newFakeConn(t, msgBufSize)
+		k.replies = func(_ int, seq uint32) [][]byte {
+			// Give every plausible header this request's sequence number, so the
+			// bytes reach the decoder and not only the foreign-sequence check.
+			d := append([]byte(nil), b...)
+			for p := d; len(p) >= nlHdrLen; {
+				n := int(binary.NativeEndian.Uint32(p))
+				binary.NativeEndian.PutUint32(p[8:], seq)
+				if n < nlHdrLen || n > len(p) {
+					break
+				}
+				p = p[min((n+3)&^3, len(p)):]
+			}
+			if len(d) == 0 {
+				return [][]byte{done(seq)}
+			}
+			return [][]byte{d, done(seq)}
+		}
+		errs := 0
+		for s, err := range c.Sockets(context.Background(), &Filter{Family: FamilyInet}) {
+			if err != nil {
+				errs++
+				continue
+			}
+			if s == nil {
+				t.Fatal("a nil socket without an error")
+			}
+		}
+		if errs > 1 {
+			t.Fatalf("%d errors: the stream must end at the first", errs)
+		}
+	})
+}
