@@ -298,7 +298,7 @@ Exit codes: 0 success, 1 runtime error, 2 usage error.
 }
 
 func runHelp(e *env, args []string) error {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		printMainUsage(e.stdout)
 		return nil
 	}

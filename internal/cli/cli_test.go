@@ -77,7 +77,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	}
 	for _, c := range commands {
 		r := runCLI(t, nil, c.name, "-h")
-		if !strings.Contains(r.stdout, "Example") && c.name != "version" && c.name != "help" {
+		if !strings.Contains(r.stdout, "Example") {
 			t.Errorf("%s -h has no example", c.name)
 		}
 	}
@@ -87,6 +87,13 @@ func TestVersion(t *testing.T) {
 	r := runCLI(t, nil, "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "tcpkeep ") || !strings.Contains(r.stdout, "go1.") {
 		t.Fatalf("version: exit %d, %q", r.code, r.stdout)
+	}
+	r = runCLI(t, nil, "-o", "ndjson", "version")
+	m := decode(t, r.stdout)
+	for _, k := range []string{"type", "ts", "host", "netns", "version", "commit", "go"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("version -o ndjson: no %q in %s", k, r.stdout)
+		}
 	}
 }
 

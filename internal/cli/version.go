@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/tcpkeep/tcpkeep/internal/netns"
 )
 
 // Set at build time: go build -ldflags "-X github.com/tcpkeep/tcpkeep/internal/cli.version=..."
@@ -14,7 +16,7 @@ var (
 
 // versionRecord is what version writes with -o json or ndjson.
 type versionRecord struct {
-	Type    string `json:"type"`
+	header
 	Version string `json:"version"`
 	Commit  string `json:"commit"`
 	Go      string `json:"go"`
@@ -25,6 +27,10 @@ func runVersion(e *env, args []string) error {
 Usage: tcpkeep version [-o table|json|ndjson]
 
 Prints tcpkeep's version, the commit it was built from and the Go version.
+
+Examples:
+  tcpkeep version
+  tcpkeep -o json version      for an inventory of a fleet's agents
 `)
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
@@ -41,7 +47,7 @@ Prints tcpkeep's version, the commit it was built from and the Go version.
 		}
 	}
 	if e.output != "table" {
-		return writeJSON(e, versionRecord{Type: "version", Version: version, Commit: c, Go: runtime.Version()})
+		return writeJSON(e, versionRecord{header: headerOf("version", e.meta(netns.Self())), Version: version, Commit: c, Go: runtime.Version()})
 	}
 	fmt.Fprintf(e.stdout, "tcpkeep %s (commit %s, %s %s/%s)\n", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
