@@ -8,7 +8,6 @@ BIN         ?= tcpkeep
 PREFIX      ?= /usr/local
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10s
-GOBIN       := $(shell $(GO) env GOPATH)/bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -X github.com/tcpkeep/tcpkeep/internal/cli.version=$(VERSION) -X github.com/tcpkeep/tcpkeep/internal/cli.commit=$(COMMIT)
@@ -47,18 +46,18 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@test -x $(GOBIN)/staticcheck || $(GO) install $(STATICCHECK)
-	$(GOBIN)/staticcheck ./...
+	$(GO) run $(STATICCHECK) ./...
 
 test: test-deps lint
 	TCPKEEP_REQUIRE_ROOT=1 $(GO) test -race -count=1 ./...
 
 # Benchmarks: Go benchmarks with allocation counts, and tcpkeep against ss on the
 # same namespace (see README, Performance).
-# TCPKEEP_BENCH_SOCKETS=20000,200000 sets the sizes of the namespaces tcpkeep and
-# ss are compared on (default 20000).
+# BENCH_SOCKETS sets the sizes of the namespaces tcpkeep and ss are compared on:
+# DESIGN.md's targets are for 200,000 sockets. A whole run takes some minutes.
+BENCH_SOCKETS ?= 20000,200000
 bench: test-deps
-	TCPKEEP_REQUIRE_ROOT=1 $(GO) test -run '^$$' -bench . -benchmem ./...
+	TCPKEEP_REQUIRE_ROOT=1 TCPKEEP_BENCH_SOCKETS=$(BENCH_SOCKETS) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 # A short run of every fuzz target.
 fuzz:
