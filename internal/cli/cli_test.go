@@ -55,7 +55,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--netns", "..", "sysctl"}, "not a namespace name"},
 		{[]string{"probe", "serve", "--listen", "127.0.0.1:99999"}, "0 to 65535"},
 		{[]string{"sysctl", "-o", "json", "set"}, "nothing to set"},
-		{[]string{"-o", "json", "probe", "127.0.0.1:7077"}, "give --count N"},
+
 		{[]string{"-o", "xml", "version"}, "xml"},
 	} {
 		r := runCLI(t, nil, tc.args...)
@@ -120,6 +120,24 @@ func decode(t *testing.T, s string) map[string]any {
 		t.Fatalf("not JSON: %v\n%s", err, s)
 	}
 	return m
+}
+
+// probe ADDR keeps 2 for "declared dead": its usage errors exit 1.
+func TestProbeUsageErrorsExit1(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"-o", "json", "probe", "127.0.0.1:7077"}, "give --count N"},
+		{[]string{"probe"}, "heartbeat server's address"},
+	} {
+		r := runCLI(t, nil, tc.args...)
+		if r.code != exitError {
+			t.Errorf("%q: exit %d, want %d", tc.args, r.code, exitError)
+			continue
+		}
+		oneErrorLine(t, r, tc.says)
+	}
 }
 
 func TestSplitSubcommand(t *testing.T) {

@@ -42,10 +42,9 @@ kernel's probes keep the path open between beats, or not.
 A dead peer is declared within --interval x --misses + --timeout of going silent.
 
 Exit codes: 0 the peer is alive (the run ended by --count or a signal), 2 it was
-declared dead, 1 an error (cannot connect, not a heartbeat server). A usage error
-also exits 2, but prints 'tcpkeep: ...' on stderr and no verdict: a declared-dead
-peer prints its verdict on stdout (with -o ndjson, a "verdict" record with
-"alive": false) and nothing on stderr.
+declared dead (its verdict on stdout; with -o ndjson a "verdict" record with
+"alive": false), 1 an error: cannot connect, not a heartbeat server, or a mistyped
+command line. 2 means dead and nothing else.
 
 Examples:
   tcpkeep probe 10.0.0.5:7077 --count 10
@@ -188,7 +187,18 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64)
 }
 
+// runProbeClient keeps exit code 2 for "declared dead" alone: a usage error
+// exits 1 like any other error, so a script can trust a 2.
 func runProbeClient(e *env, args []string) error {
+	err := probeClient(e, args)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return &exitCodeError{code: exitError, err: err}
+	}
+	return err
+}
+
+func probeClient(e *env, args []string) error {
 	fs := newFlags(e, "probe", probeUsage)
 	var interval, timeout, userTimeout time.Duration
 	misses := &countFlag{n: 3, min: 1, max: 1000}
