@@ -183,18 +183,26 @@ func ssTimer(t *testing.T, ns *testnet.NS, local string) string {
 	return string(m[1])
 }
 
-// ownedByUs is the owner part of messages about this test's own sockets.
-func ownedByUs() string { return fmt.Sprintf("pid %d)", os.Getpid()) }
-
-func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
+// acrossVeth connects A to B of a new pair (B's end accepted and closed with the
+// test): a connection whose peer a test can make vanish with p.B.LinkDown.
+func acrossVeth(t *testing.T, opts ...testnet.DialOption) (*testnet.Pair, *net.TCPConn) {
+	t.Helper()
 	p := testnet.NewPair(t)
 	l := p.B.Listen("10.77.0.2:7070")
-	c := p.A.Dial("10.77.0.2:7070", testnet.Keepalive(time.Second, time.Second, 5))
+	c := p.A.Dial("10.77.0.2:7070", opts...)
 	s, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return p, c
+}
+
+// ownedByUs is the owner part of messages about this test's own sockets.
+func ownedByUs() string { return fmt.Sprintf("pid %d)", os.Getpid()) }
+
+func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
+	p, c := acrossVeth(t, testnet.Keepalive(time.Second, time.Second, 5))
 	// Healthy: the same keepalive on a connection whose peer answers.
 	hc, hs := pipe(t, p.A, testnet.Keepalive(time.Second, time.Second, 5))
 	p.B.LinkDown()
@@ -220,14 +228,7 @@ func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
 }
 
 func TestHalfOpenKeepaliveSockoptsSayWhenDropped(t *testing.T) {
-	p := testnet.NewPair(t)
-	l := p.B.Listen("10.77.0.2:7070")
-	c := p.A.Dial("10.77.0.2:7070", testnet.Keepalive(time.Second, time.Second, 5))
-	s, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	p, c := acrossVeth(t, testnet.Keepalive(time.Second, time.Second, 5))
 	p.B.LinkDown()
 	opts := proc.NewOptReader()
 	defer opts.Close()
@@ -255,14 +256,7 @@ func TestHalfOpenKeepaliveSockoptsSayWhenDropped(t *testing.T) {
 }
 
 func TestHalfOpenRetransPeerVanishesWithDataInFlight(t *testing.T) {
-	p := testnet.NewPair(t)
-	l := p.B.Listen("10.77.0.2:7070")
-	c := p.A.Dial("10.77.0.2:7070")
-	s, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	p, c := acrossVeth(t)
 	// Healthy: data in flight to a peer that reads it.
 	hc, hs := pipe(t, p.A)
 	go io.Copy(io.Discard, hs)
