@@ -11,6 +11,10 @@ import (
 // ErrNoAnswer reports a ping whose pong did not come back within its timeout.
 var ErrNoAnswer = errors.New("no answer in time")
 
+// ErrBusy reports the server's busy frame: it is full, and closed this connection
+// rather than serve it. The server is alive; it refused this client.
+var ErrBusy = errors.New("server busy: it serves all the clients it takes, and closed this connection")
+
 // Pinger sends pings on one connection and reads their pongs. It keeps a frame
 // read only in part (a deadline in the middle of one) so the stream stays in step.
 // It is not safe for concurrent use.
@@ -26,9 +30,10 @@ func NewPinger(c net.Conn) *Pinger { return &Pinger{c: c} }
 
 // Ping sends the next ping and waits up to timeout for its pong, skipping late
 // pongs of earlier pings. It returns the round-trip time, or an error:
-// ErrNoAnswer when the time ran out, ErrMalformed when the server sent something
-// that is not a pong, ctx's error when ctx ended, or the connection's error (a
-// reset, the server closing, TCP_USER_TIMEOUT).
+// ErrNoAnswer when the time ran out, ErrBusy when the server refused the
+// connection, ErrMalformed when the server sent something that is neither, ctx's
+// error when ctx ended, or the connection's error (a reset, the server closing,
+// TCP_USER_TIMEOUT).
 func (p *Pinger) Ping(ctx context.Context, timeout time.Duration) (time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -59,6 +64,9 @@ func (p *Pinger) Ping(ctx context.Context, timeout time.Duration) (time.Duration
 		f, err := Decode(p.buf[:])
 		if err != nil {
 			return 0, err
+		}
+		if f.Type == TypeBusy {
+			return 0, fmt.Errorf("ping %d: %w", p.seq, ErrBusy)
 		}
 		if f.Type != TypePong {
 			return 0, fmt.Errorf("%w: the server sent a %v", ErrMalformed, f.Type)
@@ -165,8 +173,9 @@ func (v Verdict) Loss() float64 {
 // A peer is dead after cfg.Misses beats in a row go unanswered, or at once when
 // the connection fails (reset, closed by the server, TCP_USER_TIMEOUT). An ended
 // ctx is not a failure: the verdict covers the beats that finished. The error is
-// for what is not about liveness: a bad Config, or a server that does not speak
-// this protocol.
+// for what is not about liveness: a bad Config, a server that refused the
+// connection (ErrBusy: it is alive, and full), or one that does not speak this
+// protocol.
 func Run(ctx context.Context, c net.Conn, cfg Config, onBeat func(Beat)) (Verdict, error) {
 	defer c.Close()
 	cfg, err := cfg.withDefaults()
@@ -196,6 +205,9 @@ func Run(ctx context.Context, c net.Conn, cfg Config, onBeat func(Beat)) (Verdic
 		}
 		if errors.Is(err, ErrMalformed) {
 			return v, fmt.Errorf("%s does not speak the tcpkeep heartbeat: %w", c.RemoteAddr(), err)
+		}
+		if errors.Is(err, ErrBusy) {
+			return v, err
 		}
 		v.Sent++
 		b := Beat{Seq: p.seq, OK: err == nil, RTT: rtt, Err: err}

@@ -11,11 +11,18 @@ import (
 //	offset  size  field
 //	0       4     magic "TKHB" (0x54 0x4b 0x48 0x42)
 //	4       1     version (1)
-//	5       1     type: 1 ping, 2 pong
+//	5       1     type: 1 ping, 2 pong, 3 busy
 //	6       2     reserved, zero
-//	8       8     sequence number, chosen by the client
+//	8       8     sequence number, chosen by the client; zero in a busy frame
 //	16      8     sender's timestamp: the client's clock in nanoseconds since the
-//	              Unix epoch; a pong carries its ping's unchanged
+//	              Unix epoch; a pong carries its ping's unchanged; zero in a busy
+//	              frame
+//
+// Busy (added within version 1) is the server's refusal: it sends one, unasked,
+// just before it closes a connection it will not serve, a new one when it is full
+// or a silent one it closes to make room. A client of an older tcpkeep takes it
+// for a malformed frame and stops with an error, which is still not "dead".
+// docs/probe-protocol.md describes the whole exchange.
 const (
 	// FrameSize is the size of every frame, ping or pong.
 	FrameSize = 24
@@ -42,6 +49,9 @@ const (
 	TypePing Type = 1
 	// TypePong is the server's answer: the ping with its type changed.
 	TypePong Type = 2
+	// TypeBusy is the server's refusal, sent unasked before it closes the
+	// connection: it is full. Its sequence and timestamp are zero.
+	TypeBusy Type = 3
 )
 
 func (t Type) String() string {
@@ -50,6 +60,8 @@ func (t Type) String() string {
 		return "ping"
 	case TypePong:
 		return "pong"
+	case TypeBusy:
+		return "busy"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -59,7 +71,7 @@ var ErrMalformed = errors.New("malformed heartbeat frame")
 
 // Frame is one heartbeat message.
 type Frame struct {
-	// Type is TypePing or TypePong.
+	// Type is TypePing, TypePong or TypeBusy.
 	Type Type
 	// Seq is the client's sequence number; the pong repeats it.
 	Seq uint64
@@ -99,7 +111,7 @@ func Decode(b []byte) (Frame, error) {
 		return Frame{}, fmt.Errorf("%w: version %d, this speaks %d", ErrMalformed, b[offVersion], Version)
 	}
 	t := Type(b[offType])
-	if t != TypePing && t != TypePong {
+	if t != TypePing && t != TypePong && t != TypeBusy {
 		return Frame{}, fmt.Errorf("%w: unknown type %d", ErrMalformed, b[offType])
 	}
 	if b[offReserved] != 0 || b[offReserved+1] != 0 {

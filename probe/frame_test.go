@@ -38,10 +38,11 @@ func (r *recorder) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// TestFixtureCapture records one ping and its pong from a real Server with -update.
+// TestFixtureCapture records, with -update, one ping and its pong from a real
+// Server, and the busy frame a full Server (MaxClients 1) answers a second client.
 func TestFixtureCapture(t *testing.T) {
 	if !*update {
-		t.Skip("run with -update to rewrite testdata/ping.bin and testdata/pong.bin")
+		t.Skip("run with -update to rewrite testdata/ping.bin, pong.bin and busy.bin")
 	}
 	l, err := Listen(nil, "127.0.0.1:0")
 	if err != nil {
@@ -49,7 +50,7 @@ func TestFixtureCapture(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go (&Server{}).Serve(ctx, l)
+	go (&Server{MaxClients: 1}).Serve(ctx, l)
 	c, err := Dial(ctx, nil, l.Addr().String(), SocketOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,16 @@ func TestFixtureCapture(t *testing.T) {
 	if _, err := NewPinger(rec).Ping(ctx, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string][]byte{"ping.bin": rec.out.Bytes(), "pong.bin": rec.in.Bytes()} {
+	refused, err := Dial(ctx, nil, l.Addr().String(), SocketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	busy := &recorder{Conn: refused}
+	if _, err := NewPinger(busy).Ping(ctx, time.Second); !errors.Is(err, ErrBusy) {
+		t.Fatalf("the second client of a server of one: %v, want ErrBusy", err)
+	}
+	for name, b := range map[string][]byte{"ping.bin": rec.out.Bytes(), "pong.bin": rec.in.Bytes(), "busy.bin": busy.in.Bytes()} {
 		if err := os.WriteFile(filepath.Join("testdata", name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -104,6 +114,21 @@ func TestDecodeFixtures(t *testing.T) {
 	}
 }
 
+// TestDecodeBusyFixture: a full server's refusal, as one went over the wire.
+func TestDecodeBusyFixture(t *testing.T) {
+	b, err := os.ReadFile("testdata/busy.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Decode(b)
+	if err != nil || f != (Frame{Type: TypeBusy}) {
+		t.Fatalf("busy fixture %x: %+v, %v; want a busy frame with zero sequence and timestamp", b, f, err)
+	}
+	if !bytes.Equal(f.Append(nil), b) || f.Type.String() != "busy" {
+		t.Fatal("encoding the decoded busy fixture does not give its bytes back")
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	good := Frame{Type: TypePing, Seq: 7, Stamp: 42}.Append(nil)
 	mod := func(i int, v byte) []byte {
@@ -122,7 +147,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"version 0", mod(offVersion, 0)},
 		{"version 2", mod(offVersion, 2)},
 		{"type 0", mod(offType, 0)},
-		{"type 3", mod(offType, 3)},
+		{"type 4", mod(offType, 4)},
 		{"reserved", mod(offReserved+1, 1)},
 		{"http", []byte("GET / HTTP/1.1\r\nHost: x\r\n")},
 	} {
@@ -139,7 +164,7 @@ func TestDecodeRejects(t *testing.T) {
 
 // FuzzDecode: no panic; either ErrMalformed, or a frame that encodes to the input.
 func FuzzDecode(f *testing.F) {
-	for _, name := range []string{"ping.bin", "pong.bin"} {
+	for _, name := range []string{"ping.bin", "pong.bin", "busy.bin"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

@@ -261,6 +261,10 @@ func trial(ctx context.Context, cfg IdleConfig, d time.Duration) (Trial, error) 
 		return t, ctx.Err()
 	case errors.Is(err, ErrMalformed):
 		return t, fmt.Errorf("heartbeat to %s: %w", cfg.Addr, err)
+	case errors.Is(err, ErrBusy):
+		// The server closed the idle connection to make room for another client:
+		// that measures its load, not the path.
+		return t, fmt.Errorf("heartbeat to %s after %v idle: %w", cfg.Addr, d, err)
 	case errors.Is(err, io.EOF):
 		// An orderly close is the server's doing (its read timeout, a restart),
 		// not the path's: a middlebox that forgets a flow drops or resets it.

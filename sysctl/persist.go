@@ -1,8 +1,9 @@
 package sysctl
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,47 +26,64 @@ func PersistFile(k Keepalive, header string) []byte {
 	return []byte(b.String())
 }
 
-// Persist writes k to a sysctl.d file at path, atomically: a temporary file in the
-// same directory, synced, then renamed over path, then the directory synced. It
-// touches no other file; on failure path is as it was.
+// Persist writes k to a sysctl.d file at path, atomically: whatever stops it, a
+// failure or a kill -9 at any point, path holds either its old content or the new,
+// whole, and no file Persist made is left behind for long.
+//
+// The new content goes into a file created without a name (O_TMPFILE) in path's
+// directory, locked, synced, then linked in under a temporary name and renamed
+// over path, and the directory synced. On a file system without O_TMPFILE the
+// file is created under the temporary name and locked at once. Temporary names
+// are "." + the file's name + ".tcpkeep-tmp-" and 16 hex digits: never a *.conf
+// that sysctl.d would read. Each run first removes the temporary files of path
+// whose lock nobody holds: those of a run that was killed. It touches no other
+// file.
 //
 // sysctl.d applies at boot to the host's namespace only.
 func Persist(path string, k Keepalive, header string) error {
 	if err := k.Validate(); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if err := writeAtomic(path, PersistFile(k, header), 0o644, false); err != nil {
 		return fmt.Errorf("persist to %s: %w", path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(PersistFile(k, header)); err != nil {
-		return fmt.Errorf("persist to %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("persist to %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("persist to %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("persist to %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("persist to %s: %w", path, err)
-	}
-	ok = true
-	// The rename is durable once the directory is synced.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
+}
+
+// tempMarker sits between the target's name and the random part of a temporary
+// file's name.
+const tempMarker = ".tcpkeep-tmp-"
+
+// tempName is a fresh temporary name for the file named base.
+func tempName(base string) string {
+	var r [8]byte
+	_, _ = rand.Read(r[:]) // never fails on Linux (getrandom)
+	return "." + base + tempMarker + hex.EncodeToString(r[:])
+}
+
+// isTempName reports whether name is one of base's temporary names, and nothing
+// else: another tool's files are not ours to remove.
+func isTempName(name, base string) bool {
+	rest, ok := strings.CutPrefix(name, "."+base+tempMarker)
+	if !ok || len(rest) != 16 {
+		return false
+	}
+	for _, c := range rest {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// splitPath is path's directory and file name; the name must be a file's.
+func splitPath(path string) (dir, base string, err error) {
+	dir, base = filepath.Split(filepath.Clean(path))
+	if base == "" || base == "." || base == ".." || base == "/" {
+		return "", "", fmt.Errorf("%q is not a file name", path)
+	}
+	if dir == "" {
+		dir = "."
+	}
+	return dir, base, nil
 }

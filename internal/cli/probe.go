@@ -43,8 +43,9 @@ A dead peer is declared within --interval x --misses + --timeout of going silent
 
 Exit codes: 0 the peer is alive (the run ended by --count or a signal), 2 it was
 declared dead (its verdict on stdout; with -o ndjson a "verdict" record with
-"alive": false), 1 an error: cannot connect, not a heartbeat server, or a mistyped
-command line. 2 means dead and nothing else.
+"alive": false), 1 an error: cannot connect, not a heartbeat server, a busy server
+(full: it refused this client), or a mistyped command line. 2 means dead and
+nothing else.
 
 Examples:
   tcpkeep probe 10.0.0.5:7077 --count 10
@@ -335,6 +336,7 @@ type serveRecord struct {
 	Rate         int     `json:"rate"`
 	Accepted     *uint64 `json:"accepted,omitempty"`
 	Rejected     *uint64 `json:"rejected,omitempty"`
+	Evicted      *uint64 `json:"evicted,omitempty"`
 	Malformed    *uint64 `json:"malformed,omitempty"`
 	TimedOut     *uint64 `json:"timed_out,omitempty"`
 	Answered     *uint64 `json:"answered,omitempty"`
@@ -348,8 +350,11 @@ Usage: tcpkeep probe serve [--listen ADDR] [--max-clients N] [--read-timeout D] 
 The heartbeat server: answers every ping with a pong of the same 24 bytes, until
 SIGINT or SIGTERM, when it closes every connection and exits 0.
 
-It is bounded: at most --max-clients connections (more are closed at once), a
-client silent for --read-timeout is dropped, a connection is answered at most
+It is bounded: at most --max-clients connections. A new connection must send a
+whole frame within 5s; when the server is full it takes the place of one that has
+not yet, or of a client silent for a minute, or else gets a "busy" answer (the
+client reports it as an error, not as a dead server). A client silent for
+--read-timeout is dropped, a connection is answered at most
 --rate pings per second (the rest wait in its own socket buffers, and TCP flow
 control stops the sender), and anything that is not a ping closes the connection.
 An answer is never larger than its request. Its connections have keepalive off, so
@@ -412,11 +417,11 @@ Examples:
 	st := srv.Stats()
 	rec.header = headerOf("probe_serve", e.meta(ns))
 	rec.State = "stopped"
-	rec.Accepted, rec.Rejected, rec.Malformed = &st.Accepted, &st.Rejected, &st.Malformed
+	rec.Accepted, rec.Rejected, rec.Evicted, rec.Malformed = &st.Accepted, &st.Rejected, &st.Evicted, &st.Malformed
 	rec.TimedOut, rec.Answered, rec.Throttled = &st.TimedOut, &st.Answered, &st.Throttled
 	if e.output == "table" {
-		fmt.Fprintf(e.stdout, "stopped: %d connections served, %d rejected (too many clients), %d closed for malformed frames, %d for silence; %d pings answered, %d of them throttled\n",
-			st.Accepted, st.Rejected, st.Malformed, st.TimedOut, st.Answered, st.Throttled)
+		fmt.Fprintf(e.stdout, "stopped: %d connections served, %d rejected busy (too many clients), %d evicted to make room, %d closed for malformed frames, %d for silence; %d pings answered, %d of them throttled\n",
+			st.Accepted, st.Rejected, st.Evicted, st.Malformed, st.TimedOut, st.Answered, st.Throttled)
 	} else if err := writeJSON(e, rec); err != nil {
 		return err
 	}
