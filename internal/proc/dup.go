@@ -213,10 +213,11 @@ func (s *Sock) Arm(k Keepalive, before SockOpts) (SockOpts, error) {
 	if before.KeepAlive {
 		ka = 1
 	}
-	steps := []sockopt{
-		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(k.Intvl / time.Second), int(before.KeepIntvl / time.Second)},
-		{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, k.Probes, before.KeepCnt},
-	}
+	var buf [5]sockopt
+	steps := append(buf[:0],
+		sockopt{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(k.Intvl / time.Second), int(before.KeepIntvl / time.Second)},
+		sockopt{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, k.Probes, before.KeepCnt},
+	)
 	if k.SetUserTimeout {
 		steps = append(steps, sockopt{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(k.UserTimeout / time.Millisecond), int(before.UserTimeout / time.Millisecond)})
 	}
