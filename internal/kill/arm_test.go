@@ -351,6 +351,31 @@ func TestArmGoMPTCPListener(t *testing.T) {
 	ns.Dial(fmt.Sprintf("127.0.0.1:%d", offPort), func(d *net.Dialer) { d.SetMultipathTCP(true) })
 	wantOpts(t, "MPTCP connection accepted by Go", srv.Opts(srv.Accept(offFd)), k)
 
+	// Arming the established connections reaches the MPTCP one's subflow:
+	// its keepalive timer restarts at the new TCP_KEEPIDLE.
+	k2 := values(9*time.Second, 2*time.Second, 4)
+	acts, _, err := armNS(t, ns, kill.ArmConfig{Filter: portFilter(offPort, diag.StateEstablished), All: true, Keepalive: k2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mptcp := 0
+	for _, a := range acts {
+		if a.result != kill.Armed {
+			t.Errorf("%v: want armed", a)
+		}
+		if a.mptcp {
+			mptcp++
+		}
+	}
+	if len(acts) != 2 || mptcp != 1 {
+		t.Fatalf("established: actions %v, want the plain and the MPTCP connection armed", acts)
+	}
+	for _, s := range dump(t, ns, portFilter(offPort, diag.StateEstablished)) {
+		if s.Timer != diag.TimerKeepalive || s.TimerExpires <= k.Time || s.TimerExpires > k2.Time {
+			t.Errorf("%s: timer %v in %v, want keepalive within %v and past the listener's %v", s.ID(), s.Timer, s.TimerExpires, k2.Time, k.Time)
+		}
+	}
+
 	// Go's defaults set keepalive on each accepted connection themselves
 	// (net.KeepAliveConfig: 15s, 15s, 9), over what the listener passed on.
 	ns.Dial(fmt.Sprintf("127.0.0.1:%d", defPort))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,6 +89,28 @@ func TestCloseViaOwner(t *testing.T) {
 		t.Errorf("fallback: the owner's reads: %+v (ended %v), want eof", e, ok)
 	}
 	wantEOF(t, fallback.client)
+
+	// A listener shut down through its owner stops listening.
+	lfd2, port2 := srv.Listen("127.0.0.1:0")
+	acts, _, err = run(t, ns, kill.Config{Filter: portFilter(port2, diag.StateListen), All: true, Listeners: true}, func(kill.Destroyer) kill.Destroyer { return closer })
+	if err != nil || len(acts) != 1 || acts[0].result != kill.Closed {
+		t.Fatalf("listener: actions %+v %v, want it closed through the owner", acts, err)
+	}
+	if n := len(dump(t, ns, portFilter(port2, diag.StateListen))); n != 0 {
+		t.Errorf("the listener at fd %d still listens", lfd2)
+	}
+	var refused error
+	ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port2), 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		refused = err
+		return nil
+	})
+	if !errors.Is(refused, syscall.ECONNREFUSED) {
+		t.Errorf("connecting to the shut listener: %v, want ECONNREFUSED", refused)
+	}
 
 	if e, ok := srv.Ended(bystander.fd); ok {
 		t.Errorf("the bystander connection ended too: %+v", e)
