@@ -588,3 +588,31 @@ func TestArmFinding(t *testing.T) {
 		t.Errorf("second run: %v %v, want nothing flagged any more", acts, err)
 	}
 }
+
+// TestArmNoOwner: a connection no process holds yet (its handshake done, not
+// accepted: inode 0) is reported with ErrNoOwner, and the run goes on.
+func TestArmNoOwner(t *testing.T) {
+	ns := testnet.NewNS(t)
+	srv := ns.Program()
+	lfd, port := srv.Listen("127.0.0.1:0")
+	ns.Dial(fmt.Sprintf("127.0.0.1:%d", port))
+	fd := srv.Accept(lfd)
+	ns.Dial(fmt.Sprintf("127.0.0.1:%d", port)) // left in the accept queue
+	acts, sum, err := armNS(t, ns, kill.ArmConfig{Filter: portFilter(port, diag.StateEstablished), All: true, Keepalive: values(30*time.Second, 5*time.Second, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acts) != 2 || sum.Armed != 1 || sum.Failed != 1 || sum.Stopped {
+		t.Fatalf("actions %v summary %+v, want one armed and one failed, not stopped", acts, sum)
+	}
+	for _, a := range acts {
+		switch {
+		case a.sock.Inode == 0:
+			if a.result != kill.Error || !errors.Is(a.err, proc.ErrNoOwner) || a.pid != 0 || a.fd != -1 {
+				t.Errorf("%v: want error, no owner", a)
+			}
+		case a.result != kill.Armed || a.fd != fd:
+			t.Errorf("%v: want armed through fd %d", a, fd)
+		}
+	}
+}

@@ -432,3 +432,22 @@ func TestKeepaliveCheckAndHolds(t *testing.T) {
 		t.Error("keepalive off: want not held")
 	}
 }
+
+// TestNotFoundWithHiddenProcesses: a socket not found while the scan could
+// not read some processes' descriptors is a refusal when this process lacks
+// CAP_SYS_PTRACE (the owner may be among them), and no owner otherwise.
+func TestNotFoundWithHiddenProcesses(t *testing.T) {
+	f := NewFinder("/proc", 0)
+	defer f.Close()
+	f.owners = &Owners{byInode: map[uint32]owner{}, denied: 2, deniedPID: 4242}
+	f.rescanned = true
+	_, err := f.Find(12345)
+	var pe *PermissionError
+	if hasCapSysPtrace() {
+		if !errors.Is(err, ErrNoOwner) || errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), "2 processes") {
+			t.Errorf("with CAP_SYS_PTRACE: %v, want ErrNoOwner saying 2 processes were hidden", err)
+		}
+	} else if !errors.As(err, &pe) || pe.Cause != PermNoCapSysPtrace || errors.Is(err, ErrNoOwner) {
+		t.Errorf("without CAP_SYS_PTRACE: %v, want a PermissionError naming it", err)
+	}
+}

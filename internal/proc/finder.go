@@ -68,8 +68,8 @@ func (f *Finder) Scan() error {
 // Find returns the process and descriptor holding the socket with this
 // inode. The error is ErrNoOwner when no process (or not the Finder's one)
 // holds it; a *PermissionError (ErrNotPermitted) when it was not found and
-// the scan could not read some processes' descriptors, which may hold it; or
-// the failure of the first scan.
+// the scan could not read some processes' descriptors for want of
+// CAP_SYS_PTRACE; or the failure of the first scan.
 func (f *Finder) Find(inode uint32) (Owner, error) {
 	if inode == 0 {
 		// The kernel reports inode 0 for sockets no file refers to: orphans
@@ -92,16 +92,31 @@ func (f *Finder) Find(inode uint32) (Owner, error) {
 			}
 		}
 	}
-	if n, pid := f.owners.Denied(); n > 0 {
-		// The owner may be one of the processes the scan could not see
-		// into: that is the answer, not "no owner".
-		return Owner{}, hidden(fmt.Sprintf("find the owner of socket inode %d: ", inode), n, pid)
+	return Owner{}, f.notFound(inode)
+}
+
+// notFound says why a socket has no owner in the scan. If the scan could not
+// read some processes' descriptors because this process lacks
+// CAP_SYS_PTRACE, the owner may well be one of them: that is the answer, not
+// "no owner". With the capability, a few processes may still be hidden (a
+// security module, or a process in a user namespace the capability does not
+// reach, as a container runtime's own init can be): then the socket has no
+// owner as far as tcpkeep can tell, and the error says how many it could not
+// see.
+func (f *Finder) notFound(inode uint32) error {
+	n, pid := f.owners.Denied()
+	if n == 0 {
+		return ErrNoOwner
 	}
-	return Owner{}, ErrNoOwner
+	pe := hidden(fmt.Sprintf("find the owner of socket inode %d: ", inode), n, pid)
+	if pe.Cause == PermNoCapSysPtrace {
+		return pe
+	}
+	return fmt.Errorf("%w among the processes this one may see (%v)", ErrNoOwner, pe)
 }
 
 // hidden is the refusal to read n processes' descriptors, pid the first.
-func hidden(what string, n, pid int) error {
+func hidden(what string, n, pid int) *PermissionError {
 	op := fmt.Sprintf("%sread the descriptors of pid %d", what, pid)
 	if n > 1 {
 		op = fmt.Sprintf("%sread the descriptors of %d processes (pid %d first)", what, n, pid)
