@@ -11,5 +11,11 @@
 // peers over the limit and closes the rest, holding at most the limit's worth
 // of sockets per such peer.
 //
+// Arm selects sockets the same way and, instead of closing them, turns
+// keepalive on through a duplicate of the owner's descriptor (pidfd_getfd),
+// after checking that the duplicate is the very socket the dump reported.
+// OwnerCloser closes connections that way too, for kernels without
+// SOCK_DESTROY: it shuts them down through their owners.
+//
 // The package prints nothing and parses no flags.
 package kill

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/proc"
 )
 
 // Result is what became of a selected socket.
@@ -28,16 +29,23 @@ const (
 	Gone
 	// Unsupported: the kernel cannot destroy sockets (CONFIG_INET_DIAG_DESTROY off).
 	Unsupported
-	// Denied: the caller lacks CAP_NET_ADMIN in the socket's namespace.
+	// Denied: the caller lacks CAP_NET_ADMIN in the socket's namespace (or,
+	// through the owner, ptrace rights over it: a *proc.PermissionError).
 	Denied
 	// Error: any other failure.
 	Error
 )
 
 // String is the name records use: would_close, closed, gone, unsupported,
-// denied or error.
+// denied or error; armed, unchanged or would_arm for arming.
 func (r Result) String() string {
 	switch r {
+	case Armed:
+		return "armed"
+	case Unchanged:
+		return "unchanged"
+	case WouldArm:
+		return "would_arm"
 	case WouldClose:
 		return "would_close"
 	case Closed:
@@ -297,16 +305,17 @@ func (r *run) handle(s *diag.Socket, reason, msg string) {
 	r.emit(&r.act)
 }
 
-// Classify maps what Destroy returned to a Result.
+// Classify maps what Destroy returned to a Result, OwnerCloser's errors
+// included.
 func Classify(err error) (Result, error) {
 	switch {
 	case err == nil:
 		return Closed, nil
-	case errors.Is(err, diag.ErrNotFound):
+	case errors.Is(err, diag.ErrNotFound), errors.Is(err, proc.ErrGone), errors.Is(err, proc.ErrIdentityMismatch):
 		return Gone, err
-	case errors.Is(err, diag.ErrDestroyUnsupported):
+	case errors.Is(err, diag.ErrDestroyUnsupported), errors.Is(err, proc.ErrUnsupported):
 		return Unsupported, err
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, proc.ErrNotPermitted):
 		return Denied, err
 	}
 	return Error, err

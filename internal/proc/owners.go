@@ -28,6 +28,10 @@ type Owners struct {
 	byInode map[uint32]owner
 	comm    map[int32]string
 	root    string
+	// denied counts the processes whose descriptors the kernel would not
+	// show (ptrace_may_access, PTRACE_MODE_READ); deniedPID is the first.
+	denied    int
+	deniedPID int32
 }
 
 // ScanOwners scans root (normally "/proc") once. Processes that exit during the
@@ -65,6 +69,9 @@ func (o *Owners) scanPID(pid int32, buf []byte) {
 	dir := o.root + "/" + strconv.Itoa(int(pid)) + "/fd"
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if errPermission(err) {
+			o.deny(pid)
+		}
 		return // gone, or a kernel thread's, or not ours to read
 	}
 	f := os.NewFile(uintptr(dfd), dir)
@@ -78,6 +85,12 @@ func (o *Owners) scanPID(pid int32, buf []byte) {
 				continue
 			}
 			k, err := unix.Readlinkat(dfd, n, buf)
+			if errPermission(err) {
+				// The directory lists, the links do not resolve: another
+				// user's process, and no CAP_SYS_PTRACE.
+				o.deny(pid)
+				return
+			}
 			if err != nil {
 				continue
 			}
@@ -97,6 +110,22 @@ func (o *Owners) scanPID(pid int32, buf []byte) {
 	if found {
 		o.comm[pid] = readComm(o.root, pid)
 	}
+}
+
+func (o *Owners) deny(pid int32) {
+	if o.denied == 0 {
+		o.deniedPID = pid
+	}
+	o.denied++
+}
+
+// Denied is how many processes' descriptors the scan was not allowed to
+// read, and the first of them: a socket not found may belong to one.
+func (o *Owners) Denied() (n, firstPID int) {
+	if o == nil {
+		return 0, 0
+	}
+	return o.denied, int(o.deniedPID)
 }
 
 // socketInode parses a descriptor's link target "socket:[INODE]".

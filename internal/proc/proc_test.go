@@ -245,6 +245,22 @@ func TestHelperReadAsNobody(t *testing.T) {
 	if !errors.Is(err, ErrNotPermitted) {
 		t.Fatalf("read root's socket as uid %d: %v, want ErrNotPermitted", os.Getuid(), err)
 	}
+	// pidfd_getfd's refusal (PTRACE_MODE_ATTACH) says which right was missing.
+	var pe *PermissionError
+	if !errors.As(err, &pe) || pe.Cause != PermNoCapSysPtrace || pe.CapSysPtrace || pe.PID != pid {
+		t.Fatalf("read root's socket as uid %d: %#v, want a PermissionError for pid %d naming CAP_SYS_PTRACE", os.Getuid(), err, pid)
+	}
+	if _, err := r.Dup(Owner{PID: pid, FD: fd}, uint32(ino), 0); !errors.As(err, &pe) || pe.Cause != PermNoCapSysPtrace {
+		t.Fatalf("dup root's socket as uid %d: %v, want a PermissionError naming CAP_SYS_PTRACE", os.Getuid(), err)
+	}
+	fmt.Println("not permitted OK:", err)
+	// A scan cannot see into root's processes (PTRACE_MODE_READ): the
+	// socket is not said to have no owner, but to be hidden.
+	f := NewFinder("/proc", 0)
+	defer f.Close()
+	if _, err := f.Find(uint32(ino)); !errors.As(err, &pe) || errors.Is(err, ErrNoOwner) || pe.Cause != PermNoCapSysPtrace {
+		t.Fatalf("find the owner of root's socket as uid %d: %v, want a PermissionError, not ErrNoOwner", os.Getuid(), err)
+	}
 	fmt.Println("not permitted OK:", err)
 }
 

@@ -24,7 +24,8 @@ type SockOpts struct {
 // once instead of for every socket. Test with errors.Is.
 var (
 	// ErrNotPermitted: pidfd_getfd needs ptrace rights over the owner
-	// (PTRACE_MODE_ATTACH_REALCREDS): run as root.
+	// (PTRACE_MODE_ATTACH_REALCREDS). The error is a *PermissionError that
+	// says which right was missing.
 	ErrNotPermitted = errors.New("not permitted to duplicate another process's socket (needs root or ptrace rights over it)")
 	// ErrUnsupported: pidfd_open and pidfd_getfd need Linux 5.6.
 	ErrUnsupported = errors.New("kernel cannot duplicate another process's socket (pidfd_getfd needs Linux 5.6)")
@@ -82,7 +83,7 @@ func (r *OptReader) read(o Owner, inode uint32, opts *SockOpts) error {
 	}
 	fd, err := unix.PidfdGetfd(pidfd, o.FD, 0)
 	if err != nil {
-		return classify(fmt.Sprintf("pidfd_getfd pid %d fd %d", o.PID, o.FD), err)
+		return classify(fmt.Sprintf("pidfd_getfd pid %d fd %d", o.PID, o.FD), o.PID, err)
 	}
 	defer unix.Close(fd)
 	// The descriptor number may have been closed and reused since the scan.
@@ -109,7 +110,7 @@ func (r *OptReader) pidfd(pid int) (int, error) {
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		err = classify(fmt.Sprintf("pidfd_open pid %d", pid), err)
+		err = classify(fmt.Sprintf("pidfd_open pid %d", pid), pid, err)
 		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) {
 			r.errs[pid] = err
 		}
@@ -119,11 +120,12 @@ func (r *OptReader) pidfd(pid int) (int, error) {
 	return fd, nil
 }
 
-// classify maps the kernel's errors to the package's.
-func classify(op string, err error) error {
+// classify maps the kernel's errors to the package's. A refusal becomes a
+// *PermissionError that says why.
+func classify(op string, pid int, err error) error {
 	switch {
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("%s: %w", op, ErrNotPermitted)
+	case errPermission(err):
+		return permissionError(op, pid, err, true)
 	case errors.Is(err, unix.ENOSYS):
 		return fmt.Errorf("%s: %w", op, ErrUnsupported)
 	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF):
@@ -153,6 +155,11 @@ func getOpts(fd int, opts *SockOpts) error {
 		return fmt.Errorf("getsockopt TCP_KEEPCNT: %w", err)
 	}
 	uto, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT) {
+		// An MPTCP socket has no TCP_USER_TIMEOUT (6.18: getsockopt says
+		// EOPNOTSUPP): its subflows keep the kernel's default, 0.
+		uto, err = 0, nil
+	}
 	if err != nil {
 		return fmt.Errorf("getsockopt TCP_USER_TIMEOUT: %w", err)
 	}
