@@ -82,7 +82,7 @@ func MissingCapability(err error) (Capability, bool) {
 // capability that would have allowed it if this process lacks it.
 func denied(op, name, path string, err error, c Capability) error {
 	pe := &PermissionError{Op: op, NS: name, Path: path, Err: err}
-	if !HasCapability(c) {
+	if c != "" && !HasCapability(c) {
 		pe.Missing = c
 	}
 	return pe
