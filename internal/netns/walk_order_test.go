@@ -290,3 +290,20 @@ func TestVisitDoAndFd(t *testing.T) {
 		}
 	}
 }
+
+// A namespace file that is now another namespace (a reused PID, a name made
+// again) is not followed: the visit reports ErrGone.
+func TestWalkChecksTheInode(t *testing.T) {
+	list := selfList(t, 1)
+	list[0].Ino++
+	list[0].Self = false
+	list[0].NS = NS{Spec: "pid:1", Path: "/proc/self/ns/net"}
+	ran := false
+	res, err := (&Walker{}).Walk(context.Background(), list, io.Discard, func(context.Context, *Visit) error { ran = true; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran || !errors.Is(res[0].Err, ErrGone) {
+		t.Fatalf("visited %v, result %v: want ErrGone and no visit", ran, res[0].Err)
+	}
+}
