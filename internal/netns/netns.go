@@ -4,6 +4,12 @@
 // A namespace is a value passed down to whatever needs it, never process state:
 // Do enters it on a locked OS thread and always comes back, so the rest of the
 // program keeps running in the namespace it started in.
+//
+// Enumerate finds every network namespace on the host (named, and unnamed ones
+// through the processes in them), with the container and pod each belongs to
+// (ParseCgroup); a Walker visits many of them in parallel and writes their output
+// in order. Refusals are *PermissionError values that name the missing
+// capability. docs/all-netns.md says how and at what cost.
 package netns
 
 import (
