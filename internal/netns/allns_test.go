@@ -512,3 +512,45 @@ func TestHelperEnumerateWithoutPtrace(t *testing.T) {
 	}
 	fmt.Println("enumerate without CAP_SYS_PTRACE OK")
 }
+
+func TestDescribe(t *testing.T) {
+	ns := testnet.NewNS(t)
+	h := testnet.Unnamed(t)
+	for _, tc := range []struct {
+		spec string
+		ino  uint64
+		pid  int
+		self bool
+	}{
+		{ns.Name, inodeOf(t, ns.NetNS().Path), 0, false},
+		{"pid:" + strconv.Itoa(h.PID), h.Inode(), h.PID, false},
+		{"", inodeOf(t, "/proc/thread-self/ns/net"), 0, true},
+	} {
+		r, err := netns.Resolve(tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := netns.Describe(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tc.spec
+		if want == "" {
+			want = "self"
+		}
+		if n.Ino != tc.ino || n.Name != want || n.PID != tc.pid || n.Self != tc.self || n.Host != tc.self || n.NS != r {
+			t.Errorf("Describe(%q) = %+v", tc.spec, n)
+		}
+		if tc.pid != 0 && n.Comm != "sleep" {
+			t.Errorf("Describe(%q): comm %q, want sleep", tc.spec, n.Comm)
+		}
+		// It walks like an enumerated one.
+		res, err := (&netns.Walker{}).Walk(context.Background(), []netns.Namespace{n}, &bytes.Buffer{}, func(ctx context.Context, v *netns.Visit) error {
+			_, err := sysctl.Read(v)
+			return err
+		})
+		if err != nil || res[0].Err != nil {
+			t.Errorf("walk of Describe(%q): %v, %v", tc.spec, err, res[0].Err)
+		}
+	}
+}

@@ -147,6 +147,43 @@ func BenchmarkAllNetns(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(n), "us/netns")
 		})
 	}
+	b.Run("overhead/netns="+strconv.Itoa(n), func(b *testing.B) {
+		// What the walk adds to the kernel's dumps: each iteration dumps every
+		// namespace through sock_diag connections dialled beforehand, one after
+		// the other, then walks them at Parallel 1 (open, check, enter, dial,
+		// dump, write, leave), so both see the same load (x-raw-dump).
+		conns := make([]*diag.Conn, len(mine))
+		for i, ns := range mine {
+			f, err := ns.NS.Open()
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns[i], err = diag.Dial(&diag.Config{NetNS: int(f.Fd()), Name: ns.Name})
+			f.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conns[i].Close()
+		}
+		w := &netns.Walker{Enter: true, Parallel: 1}
+		var raw, walked time.Duration
+		b.ReportAllocs()
+		for b.Loop() {
+			start := time.Now()
+			for _, c := range conns {
+				for _, err := range c.Sockets(ctx, nil) {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			mid := time.Now()
+			walk(b, w, mine, true)
+			raw, walked = raw+mid.Sub(start), walked+time.Since(mid)
+		}
+		b.ReportMetric(float64(walked)/float64(raw), "x-raw-dump")
+		b.ReportMetric(float64(raw.Microseconds())/float64(b.N)/float64(n), "raw-us/netns")
+	})
 	b.Run("enumerate+walk/netns="+strconv.Itoa(n), func(b *testing.B) {
 		// The shell loop, best of three, as the yardstick.
 		shell := shellLoop(b, paths)

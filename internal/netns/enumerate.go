@@ -117,15 +117,8 @@ func enumerate(proc string, dirs []string) (*Found, error) {
 	}
 	selfKey := nsKey{self.Dev, self.Ino}
 	nsfs := self.Dev // every namespace file lives on nsfs
-	hostKey := selfKey
+	hostKey := findHost(proc, selfKey)
 	var st unix.Stat_t
-	if err := unix.Stat(proc+"/1/ns/net", &st); err == nil {
-		hostKey = nsKey{st.Dev, st.Ino}
-	} else if isKernelThread(proc, 2) && unix.Stat(proc+"/2/ns/net", &st) == nil {
-		// PID 1 hidden (a sandbox's init), but kthreadd visible: kernel threads
-		// run in the initial namespaces.
-		hostKey = nsKey{st.Dev, st.Ino}
-	}
 	all := map[nsKey]*building{}
 	get := func(k nsKey) *building {
 		b := all[k]
@@ -228,6 +221,20 @@ func enumerate(proc string, dirs []string) (*Found, error) {
 	}
 	slices.SortFunc(found.Namespaces, compareNS)
 	return found, nil
+}
+
+// findHost identifies the host's namespace: PID 1's; where PID 1 is hidden (a
+// sandbox's init), kthreadd's (kernel threads run in the initial namespaces);
+// else self.
+func findHost(proc string, self nsKey) nsKey {
+	var st unix.Stat_t
+	if err := unix.Stat(proc+"/1/ns/net", &st); err == nil {
+		return nsKey{st.Dev, st.Ino}
+	}
+	if isKernelThread(proc, 2) && unix.Stat(proc+"/2/ns/net", &st) == nil {
+		return nsKey{st.Dev, st.Ino}
+	}
+	return self
 }
 
 // group orders namespaces: the host's, named, docker-named, unnamed.
@@ -346,9 +353,11 @@ const pfKthread = 0x00200000
 // is a kernel thread: in the host's PID namespace, PID 2 is kthreadd.
 func isKernelThread(proc string, pid int) bool {
 	b, err := os.ReadFile(proc + "/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
+	return err == nil && statIsKthread(b)
+}
+
+// statIsKthread reads the flags of /proc/PID/stat's contents.
+func statIsKthread(b []byte) bool {
 	// "PID (COMM) STATE PPID PGRP SESSION TTY TPGID FLAGS ...": COMM may hold
 	// spaces and parentheses, so count from the last ')'.
 	i := bytes.LastIndexByte(b, ')')
@@ -361,4 +370,38 @@ func isKernelThread(proc string, pid int) bool {
 	}
 	flags, err := strconv.ParseUint(f[6], 10, 64)
 	return err == nil && flags&pfKthread != 0
+}
+
+// Describe makes the Namespace ns refers to (a value Resolve returned), so that
+// one namespace can be walked like many: Name is ns's spelling ("self" for the
+// namespace tcpkeep runs in), Dev and Ino its identity, Host and Self as
+// Enumerate sets them. For pid:PID it is attributed to that process. Call it,
+// like Enumerate, from the namespace tcpkeep runs in.
+func Describe(ns NS) (Namespace, error) {
+	n := Namespace{NS: ns, Name: ns.String()}
+	var st, self unix.Stat_t
+	if err := unix.Stat(ns.Path, &st); err != nil {
+		if isDenied(err) {
+			return Namespace{}, classifyOpen(n.Name, ns.Path, err, openCap(ns.Path))
+		}
+		return Namespace{}, fmt.Errorf("netns %s: %w", n.Name, err)
+	}
+	n.Dev, n.Ino = st.Dev, st.Ino
+	if err := unix.Stat("/proc/thread-self/ns/net", &self); err != nil {
+		return Namespace{}, fmt.Errorf("netns: read own namespace: %w", err)
+	}
+	selfKey := nsKey{self.Dev, self.Ino}
+	n.Self = nsKey{st.Dev, st.Ino} == selfKey
+	host := findHost("/proc", selfKey) == nsKey{st.Dev, st.Ino}
+	n.Host = host
+	if pid, ok := strings.CutPrefix(ns.Spec, "pid:"); ok {
+		b := &building{ns: n, pids: []int{}}
+		if p, err := strconv.Atoi(pid); err == nil {
+			b.pids, b.minPID = []int{p}, p
+		}
+		b.attribute("/proc", host)
+		n = b.ns
+		n.Procs = len(b.pids)
+	}
+	return n, nil
 }
