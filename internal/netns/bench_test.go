@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
@@ -191,6 +193,8 @@ func BenchmarkAllNetns(b *testing.B) {
 			shell = min(shell, shellLoop(b, paths))
 		}
 		w := &netns.Walker{Enter: true}
+		runtime.GC()
+		stopPeak := samplePeakHeap()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
@@ -210,9 +214,44 @@ func BenchmarkAllNetns(b *testing.B) {
 			walk(b, w, list, true)
 		}
 		per := b.Elapsed() / time.Duration(b.N)
+		base, peak := stopPeak()
+		b.ReportMetric(float64(peak-base)/(1<<20), "peak-heap-growth-MiB")
 		b.ReportMetric(float64(per)/float64(shell), "x-shell-loop")
 		b.ReportMetric(float64(shell.Microseconds())/1000, "shell-loop-ms")
 	})
+}
+
+// samplePeakHeap samples the bytes in live and not yet swept heap objects
+// every 100 us until stopped, and returns the first sample and the highest: how
+// far the walk made the heap grow. Sampling can miss a short spike; garbage not
+// yet collected counts.
+func samplePeakHeap() (stop func() (base, peak uint64)) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 {
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	base := read()
+	done := make(chan struct{})
+	result := make(chan uint64)
+	go func() {
+		peak := base
+		t := time.NewTicker(100 * time.Microsecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				result <- peak
+				return
+			case <-t.C:
+				peak = max(peak, read())
+			}
+		}
+	}()
+	return func() (uint64, uint64) {
+		close(done)
+		return base, <-result
+	}
 }
 
 func containsIno(inodes []uint64, ino uint64) bool {
