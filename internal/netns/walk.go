@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +17,9 @@ import (
 
 // Defaults of a Walker.
 const (
-	// DefaultParallel is how many namespaces a Walker visits at once unless told.
+	// DefaultParallel is how many namespaces a Walker visits at once unless
+	// told, or GOMAXPROCS where that is fewer: a namespace's visit is mostly the
+	// kernel's dump, which more visits than CPUs do not speed up.
 	DefaultParallel = 4
 	// DefaultBuffer is how many bytes of output a namespace waiting its turn
 	// holds unless told.
@@ -32,7 +35,8 @@ const (
 // Parallel namespaces are started and not yet written out, so the memory a walk
 // holds is at most Parallel x Buffer, however large a namespace's output.
 type Walker struct {
-	// Parallel is how many namespaces are visited at once (0: DefaultParallel).
+	// Parallel is how many namespaces are visited at once (0: DefaultParallel,
+	// or GOMAXPROCS if fewer).
 	Parallel int
 	// Enter runs each visit on a locked OS thread inside its namespace, so
 	// everything fn does on its own goroutine happens there (/proc/sys/net
@@ -121,7 +125,7 @@ func (w *Walker) Walk(ctx context.Context, list []Namespace, out io.Writer, fn f
 func (w *Walker) walkWith(ctx context.Context, list []Namespace, out io.Writer, fn func(ctx context.Context, v *Visit) error, sp **sequencer) ([]Result, error) {
 	p := w.Parallel
 	if p <= 0 {
-		p = DefaultParallel
+		p = min(DefaultParallel, runtime.GOMAXPROCS(0))
 	}
 	limit := w.Buffer
 	if limit <= 0 {
@@ -155,6 +159,9 @@ func (w *Walker) walkWith(ctx context.Context, list []Namespace, out io.Writer, 
 	}
 	wg.Wait()
 	err := ctx.Err()
+	if err != nil && started == len(list) && !slices.ContainsFunc(results, func(r Result) bool { return errors.Is(r.Err, err) }) {
+		err = nil // ended after every visit was done: nothing was cut short
+	}
 	if werr := s.writeErr(); werr != nil {
 		err = werr
 	}
