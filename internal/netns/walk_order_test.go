@@ -307,3 +307,19 @@ func TestWalkChecksTheInode(t *testing.T) {
 		t.Fatalf("visited %v, result %v: want ErrGone and no visit", ran, res[0].Err)
 	}
 }
+
+// A context that ends once every visit is done cut nothing short: no error.
+func TestWalkCancelledAfterTheLast(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	list := selfList(t, 5)
+	w := &Walker{Done: func(r Result) {
+		if r.Index == len(list)-1 {
+			cancel()
+		}
+	}}
+	res, err := w.Walk(ctx, list, io.Discard, func(context.Context, *Visit) error { return nil })
+	if err != nil || res[len(res)-1].Err != nil {
+		t.Fatalf("Walk = %v, last result %v: want no error", err, res[len(res)-1].Err)
+	}
+}
