@@ -4,6 +4,12 @@
 // A namespace is a value passed down to whatever needs it, never process state:
 // Do enters it on a locked OS thread and always comes back, so the rest of the
 // program keeps running in the namespace it started in.
+//
+// Enumerate finds every network namespace on the host (named, and unnamed ones
+// through the processes in them), with the container and pod each belongs to
+// (ParseCgroup); a Walker visits many of them in parallel and writes their output
+// in order. Refusals are *PermissionError values that name the missing
+// capability. docs/all-netns.md says how and at what cost.
 package netns
 
 import (
@@ -193,32 +199,15 @@ func (ns NS) Do(fn func() error) error {
 }
 
 // enter switches the locked calling thread into ns and returns how to come back.
+// A refusal is a *PermissionError naming the capability this process lacks.
 func (ns NS) enter() (back func() error, err error) {
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, fmt.Errorf("netns: open current namespace: %w", err)
-	}
 	target, err := os.Open(ns.Path)
 	if err != nil {
-		orig.Close()
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("netns %q: %w: %s does not exist (%s)", ns.Spec, ErrNotExist, ns.Path, ns.hint())
 		}
-		return nil, fmt.Errorf("netns %s: %w", ns, err)
+		return nil, classifyOpen(ns.String(), ns.Path, err, openCap(ns.Path))
 	}
 	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		orig.Close()
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("enter netns %s: %w (entering a namespace needs CAP_SYS_ADMIN: run as root)", ns, err)
-		}
-		return nil, fmt.Errorf("enter netns %s: %w", ns, err)
-	}
-	return func() error {
-		defer orig.Close()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("leave netns %s: %w", ns, err)
-		}
-		return nil
-	}, nil
+	return enterFile(target, ns.String())
 }

@@ -1,10 +1,15 @@
 package testnet
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/tcpkeep/tcpkeep/internal/netns"
 )
 
 func TestNewNSStartsAtKernelDefaults(t *testing.T) {
@@ -54,5 +59,28 @@ func TestLinkDownSilencesThePeer(t *testing.T) {
 	s.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := s.Read(make([]byte, 1)); err == nil {
 		t.Fatal("data crossed a link that is down")
+	}
+}
+
+func TestUnnamedJoinFillKill(t *testing.T) {
+	h := Unnamed(t)
+	self, err := netns.Self().Inode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := h.Inode()
+	if ino == self {
+		t.Fatal("Unnamed's process runs in the test's own namespace")
+	}
+	pid := h.Join()
+	if other, err := (netns.NS{Path: fmt.Sprintf("/proc/%d/ns/net", pid)}).Inode(); err != nil || other != ino {
+		t.Fatalf("Join's process is in %d (%v), want %d", other, err, ino)
+	}
+	if n := Fill(t, []netns.NS{h.NetNS()}, 7); n != 14 {
+		t.Fatalf("Fill = %d sockets, want 14", n)
+	}
+	h.Kill()
+	if _, err := os.Stat(h.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after Kill, %s: %v, want it gone", h.Path(), err)
 	}
 }
