@@ -13,7 +13,8 @@ import (
 // timer, and with the counters tcp_info kept. tcp_done leaves two of them as
 // they were when the kernel gave up: tcpi_retransmits (the RTO retransmissions
 // in a row that went unanswered) and tcpi_probes (unanswered keepalive or
-// zero-window probes); any ACK from the peer resets both (tcp_ack). The error
+// zero-window probes); the peer's ACKs reset them (tcp_ack: any ACK the probes,
+// one acknowledging new data the retransmissions). The error
 // the owner saw (sk_err: ETIMEDOUT, ECONNRESET, ECONNABORTED) is not in the
 // record, so a reset from the peer, a close by the owner and a SOCK_DESTROY
 // from another program look alike.
