@@ -13,9 +13,10 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -X github.com/tcpkeep/tcpkeep/internal/cli.version=$(VERSION) -X github.com/tcpkeep/tcpkeep/internal/cli.commit=$(COMMIT)
 
 # Debian packages the tests use: ss and ip (iproute2), nft (nftables), promtool
-# (prometheus: checks audit -o prom); GNU time (the benchmarks' peak RSS); setpriv
-# (util-linux: kill's test without CAP_NET_ADMIN).
-TEST_TOOLS  := ss:iproute2 ip:iproute2 nft:nftables promtool:prometheus /usr/bin/time:time setpriv:util-linux
+# (prometheus: checks audit -o prom, deploy/'s rules and dashboard); GNU time (the
+# benchmarks' peak RSS); setpriv (util-linux: kill's test without CAP_NET_ADMIN,
+# deploy/'s units' capabilities); systemd-analyze (systemd: verifies deploy/'s units).
+TEST_TOOLS  := ss:iproute2 ip:iproute2 nft:nftables promtool:prometheus /usr/bin/time:time setpriv:util-linux systemd-analyze:systemd
 
 .PHONY: all build run test test-deps lint bench fuzz install clean
 

@@ -65,14 +65,7 @@ func Dial(cfg *Config) (*Conn, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	ns := cfg.Name
-	switch {
-	case ns != "":
-	case cfg.NetNS == 0:
-		ns = "self"
-	default:
-		ns = "fd " + strconv.Itoa(cfg.NetNS)
-	}
+	ns := cfg.nsName()
 	// Without MessageBufferSize the netlink package peeks at every datagram
 	// first, and the kernel sizes its datagrams by the first read: ~4 KB, twice
 	// the system calls.
@@ -94,6 +87,17 @@ func Dial(cfg *Config) (*Conn, error) {
 		return nil, fmt.Errorf("open sock_diag netlink socket in netns %s: %w", ns, err)
 	}
 	return &Conn{nl: nls[0], ctl: nls[1], recv: newReceiver(rc, msgBufSize), send: nls[0].Send, ns: ns}, nil
+}
+
+// nsName is how errors name cfg's namespace.
+func (cfg *Config) nsName() string {
+	switch {
+	case cfg.Name != "":
+		return cfg.Name
+	case cfg.NetNS == 0:
+		return "self"
+	}
+	return "fd " + strconv.Itoa(cfg.NetNS)
 }
 
 // hint explains the kernel errors a person can act on.

@@ -74,6 +74,25 @@ func (r *receiver) next() ([]byte, error) {
 // errNetlinkFraming reports a datagram whose message lengths do not add up.
 var errNetlinkFraming = errors.New("malformed netlink message header")
 
+// splitMsg takes the first netlink message off a datagram: its type, flags,
+// sequence number and payload, and the rest of the datagram. ok is false when
+// the header is short or its length does not fit the datagram.
+func splitMsg(b []byte) (typ, flags uint16, seq uint32, payload, rest []byte, ok bool) {
+	if len(b) < nlHdrLen {
+		return 0, 0, 0, nil, nil, false
+	}
+	n := int(binary.NativeEndian.Uint32(b[0:]))
+	if n < nlHdrLen || n > len(b) {
+		return 0, 0, 0, nil, nil, false
+	}
+	typ = binary.NativeEndian.Uint16(b[4:])
+	flags = binary.NativeEndian.Uint16(b[6:])
+	seq = binary.NativeEndian.Uint32(b[8:])
+	// The last message may lack its padding.
+	next := min((n+3)&^3, len(b))
+	return typ, flags, seq, b[nlHdrLen:n], b[next:], true
+}
+
 // dumpRaw runs one family's dump on the zero-allocation path: it yields each
 // socket and reads the dump to its NLMSG_DONE (or NLMSG_ERROR) even after an
 // error or a stop, so the next request on the Conn reads its own replies.
@@ -94,24 +113,12 @@ func (c *Conn) dumpRaw(done <-chan struct{}, ctxErr func() error, fam Family, se
 			return r
 		}
 		for len(b) > 0 {
-			if len(b) < nlHdrLen {
-				fail(errNetlinkFraming)
-				break
-			}
-			n := int(binary.NativeEndian.Uint32(b[0:]))
-			if n < nlHdrLen || n > len(b) {
+			typ, flags, mseq, payload, rest, ok := splitMsg(b)
+			if !ok {
 				fail(errNetlinkFraming)
 				break // the next datagram starts with a fresh message
 			}
-			typ := binary.NativeEndian.Uint16(b[4:])
-			flags := binary.NativeEndian.Uint16(b[6:])
-			mseq := binary.NativeEndian.Uint32(b[8:])
-			payload := b[nlHdrLen:n]
-			if next := (n + 3) &^ 3; next < len(b) {
-				b = b[next:]
-			} else {
-				b = b[len(b):]
-			}
+			b = rest
 			if mseq != seq {
 				// A reply to some other request: never ours to end on.
 				fail(fmt.Errorf("netlink reply with sequence %d to request %d", mseq, seq))

@@ -1,0 +1,196 @@
+package diag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The kernel broadcasts a TCP socket when it frees it: __sk_free
+// (net/core/sock.c) calls sock_diag_broadcast_destroy (net/core/sock_diag.c)
+// if anyone in the socket's namespace listens on its family's group, and a
+// workqueue sends one SOCK_DIAG_BY_FAMILY message built by
+// inet_diag_handler_get_info (net/ipv4/inet_diag.c): the inet_diag_msg's
+// identity (addresses, ports, interface, cookie), the state, the queues and
+// tcp_info, but no timer, uid or inode (they stay zero).
+//
+// Freed means the last reference is gone, so:
+//   - a connection the kernel drops (keepalive, retransmissions, a reset,
+//     SOCK_DESTROY) while its owner still holds the descriptor is broadcast
+//     only when the owner closes it; until then it is in neither a dump (it
+//     is unhashed) nor the broadcast;
+//   - a connection closed by its owner is broadcast when its full socket is
+//     freed: on entering TIME_WAIT (tcp_time_wait replaces it with a
+//     minisocket, which is never broadcast) or at the end of LAST_ACK;
+//   - request sockets (SYN_RECV) and TIME_WAIT minisockets are never
+//     broadcast; listeners are, when closed.
+
+// Multicast groups of NETLINK_SOCK_DIAG (enum sknetlink_groups,
+// include/uapi/linux/sock_diag.h).
+const (
+	groupInetTCPDestroy  = 1 // SKNLGRP_INET_TCP_DESTROY
+	groupInet6TCPDestroy = 3 // SKNLGRP_INET6_TCP_DESTROY
+	// One broadcast is one datagram of one message: an inet_diag_msg, the
+	// protocol and tcp_info, under 400 bytes on 6.18 (sock_diag_nlmsg_size).
+	destroyBufSize = 8192
+)
+
+// ErrOverrun means the kernel dropped destroyed sockets because the
+// subscription's receive buffer was full (ENOBUFS): the stream goes on, but
+// some sockets were not delivered. Raise the buffer with SetReadBuffer, or
+// read faster.
+var ErrOverrun = errors.New("destroyed sockets lost: the subscription's receive buffer overflowed (ENOBUFS)")
+
+// Subscription receives the kernel's broadcast of every TCP socket (IPv4 and
+// IPv6) freed in one network namespace, with its final tcp_info. It is not
+// for concurrent use, except Close, which may end a loop from another
+// goroutine.
+type Subscription struct {
+	nl   *netlink.Conn
+	recv *receiver
+	// setDeadline is nl.SetReadDeadline (a socket pair's in tests).
+	setDeadline func(time.Time) error
+	ns          string
+	sock        Socket // the Socket every iteration hands out, reused
+	closed      atomic.Bool
+}
+
+// SubscribeDestroyed subscribes to the destroyed TCP sockets of cfg's
+// namespace (nil cfg: the calling thread's). The kernel lets any user listen
+// (NL_CFG_F_NONROOT_RECV); entering another namespace needs CAP_SYS_ADMIN.
+// Sockets freed before the subscription, or after Close, are not seen.
+func SubscribeDestroyed(cfg *Config) (*Subscription, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	ns := cfg.nsName()
+	nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: cfg.NetNS})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to destroyed sockets in netns %s: %w%s", ns, err, hint(err))
+	}
+	for _, g := range []uint32{groupInetTCPDestroy, groupInet6TCPDestroy} {
+		if err := nl.JoinGroup(g); err != nil {
+			nl.Close()
+			return nil, fmt.Errorf("subscribe to destroyed sockets in netns %s: join group %d: %w%s", ns, g, err, hint(err))
+		}
+	}
+	rc, err := nl.SyscallConn()
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("subscribe to destroyed sockets in netns %s: %w", ns, err)
+	}
+	return &Subscription{nl: nl, recv: newReceiver(rc, destroyBufSize), setDeadline: nl.SetReadDeadline, ns: ns}, nil
+}
+
+// SetReadBuffer sets the kernel's receive buffer of the subscription, which
+// holds broadcasts not yet read: each takes 1,920 bytes of it (the skb's
+// truesize, measured on Linux 6.18), so the default (net.core.rmem_default,
+// 208 KiB) holds about 110.
+// With CAP_NET_ADMIN it may exceed net.core.rmem_max.
+func (s *Subscription) SetReadBuffer(bytes int) error {
+	if err := s.nl.SetReadBuffer(bytes); err != nil {
+		return fmt.Errorf("set receive buffer of the destroyed-socket subscription in netns %s: %w", s.ns, err)
+	}
+	return nil
+}
+
+// Close ends the subscription; a loop over Sockets blocked in another
+// goroutine ends without an error.
+func (s *Subscription) Close() error {
+	s.closed.Store(true)
+	if s.nl == nil {
+		return nil // a test's receiver, closed by the test
+	}
+	return s.nl.Close()
+}
+
+// longAgo is a read deadline that has passed: it wakes a blocked read.
+var longAgo = time.Unix(1, 0)
+
+// Sockets streams the destroyed sockets as the kernel broadcasts them, until
+// ctx ends, Close is called, or the loop breaks. The *Socket yielded is the
+// same value every time, overwritten by the next socket: copy what you keep.
+//
+// Each Socket has the identity (family, addresses, ports, interface, cookie),
+// the state at the end (CLOSE for every ending this kernel was seen to
+// broadcast), the queues and the final tcp_info; Timer, TimerExpires,
+// TimerRetrans, UID and Inode are zero, since the broadcast does not carry them.
+//
+// Errors that lose sockets but leave the subscription working, ErrOverrun and
+// a malformed message, are yielded and the stream goes on if the loop does.
+// ctx's end is yielded last (wrapping ctx.Err()); so is a failed socket.
+func (s *Subscription) Sockets(ctx context.Context) iter.Seq2[*Socket, error] {
+	return func(yield func(*Socket, error) bool) {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		fail := func(err error) error {
+			return fmt.Errorf("receive destroyed sockets in netns %s: %w", s.ns, err)
+		}
+		if err := s.setDeadline(time.Time{}); err != nil {
+			if !s.closed.Load() {
+				yield(nil, fail(err))
+			}
+			return
+		}
+		// A blocked read wakes when its deadline passes: ctx's end sets one.
+		stop := context.AfterFunc(ctx, func() { s.setDeadline(longAgo) })
+		defer stop()
+		for {
+			b, err := s.recv.next()
+			if err != nil {
+				switch {
+				case s.closed.Load():
+					return
+				case ctx.Err() != nil:
+					yield(nil, fail(ctx.Err()))
+					return
+				case errors.Is(err, unix.ENOBUFS):
+					// The kernel reports the overrun once (netlink_overrun) and
+					// keeps delivering what fits.
+					if !yield(nil, fail(ErrOverrun)) {
+						return
+					}
+					continue
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					// Set by an earlier loop's context that ended just as that
+					// loop returned: not this one's.
+					if err := s.setDeadline(time.Time{}); err == nil {
+						continue
+					}
+				}
+				yield(nil, fail(fmt.Errorf("%w%s", err, hint(err))))
+				return
+			}
+			for len(b) > 0 {
+				typ, _, _, payload, rest, ok := splitMsg(b)
+				if !ok {
+					if !yield(nil, fail(errNetlinkFraming)) {
+						return
+					}
+					break
+				}
+				b = rest
+				if typ != unix.SOCK_DIAG_BY_FAMILY {
+					continue // not a broadcast of a socket (NLMSG_NOOP, say)
+				}
+				if err := decode(payload, &s.sock); err != nil {
+					if !yield(nil, fail(err)) {
+						return
+					}
+					continue
+				}
+				if !yield(&s.sock, nil) {
+					return
+				}
+			}
+		}
+	}
+}
