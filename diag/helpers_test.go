@@ -19,12 +19,7 @@ import (
 // dialNS opens a Conn inside a test namespace.
 func dialNS(t testing.TB, ns *testnet.NS) *Conn {
 	t.Helper()
-	f, err := ns.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := Dial(&Config{NetNS: int(f.Fd()), Name: ns.Name})
+	c, err := Dial(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
