@@ -1,11 +1,16 @@
 package audit
 
 import (
+	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
@@ -425,4 +430,34 @@ func FuzzCheck(f *testing.F) {
 		}
 		a.Finish(check)
 	})
+}
+
+// BenchmarkRun is a whole audit (tunables, dump, rules, summary) of a namespace
+// in memory holding healthy sockets: what the engine costs per socket on top of
+// the kernel's dump, and that it allocates per run, not per socket.
+func BenchmarkRun(b *testing.B) {
+	root := b.TempDir()
+	for name, v := range map[string]string{sysctl.FileTime: "300", sysctl.FileIntvl: "30", sysctl.FileProbes: "5", sysctl.FileRetries2: "15"} {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(v+"\n"), 0o644)
+	}
+	var socks []diag.Socket
+	for i := range 10000 {
+		socks = append(socks, *healthy()[i%len(healthy())])
+	}
+	ns := kernel.NewFake("bench", sysctl.ProcSys(root), socks...)
+	cfg := DefaultConfig(sysctl.Tunables{})
+	cfg.PathIdleTimeout = time.Hour
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for b.Loop() {
+		if _, err := Run(context.Background(), ns, cfg, func(*Finding) {}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N*len(socks)), "allocs/socket")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(socks)), "ns/socket")
 }

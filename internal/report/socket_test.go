@@ -57,7 +57,7 @@ func keysOf(t *testing.T, line []byte) (map[string]any, []string) {
 	if err := dec.Decode(&m); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, line)
 	}
-	// The order as written, which is README's.
+	// The order as written, which is docs/output.md's.
 	var order []string
 	dec = json.NewDecoder(bytes.NewReader(line))
 	dec.Token()
@@ -70,7 +70,7 @@ func keysOf(t *testing.T, line []byte) (map[string]any, []string) {
 	return m, order
 }
 
-// TestSocketRecord: a full record has exactly README's keys, in its order, with
+// TestSocketRecord: a full record has exactly docs/output.md's keys, in its order, with
 // values that mean what the socket holds.
 func TestSocketRecord(t *testing.T) {
 	o := &proc.Owner{PID: 4242, Comm: "ng\"inx\x01"}
