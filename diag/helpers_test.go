@@ -53,13 +53,7 @@ func byCookie(socks []Socket, cookie uint64) *Socket {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testnet.Wait(t, d, what, cond)
 }
 
 // waitSocket polls the dump of c until a socket satisfies cond.
