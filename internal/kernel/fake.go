@@ -15,8 +15,8 @@ import (
 // sockets are Sockets. Dumps apply the filter as the kernel does (diag.Filter.
 // Match); Destroy removes a socket. It is safe for concurrent use.
 type Fake struct {
-	// FakeName is the namespace's name.
-	FakeName string
+	// NSName is how the namespace is named.
+	NSName string
 	// Sys is the root of its sysctl tree.
 	Sys sysctl.ProcSys
 	// Host says it is the host's namespace.
@@ -34,7 +34,7 @@ type Fake struct {
 
 // NewFake returns a namespace named name with these tunables and sockets.
 func NewFake(name string, sys sysctl.ProcSys, sockets ...diag.Socket) *Fake {
-	return &Fake{FakeName: name, Sys: sys, sockets: sockets}
+	return &Fake{NSName: name, Sys: sys, sockets: sockets}
 }
 
 // Add adds sockets.
@@ -51,8 +51,8 @@ func (f *Fake) Destroyed() []uint64 {
 	return append([]uint64(nil), f.destroyed...)
 }
 
-// Name is FakeName.
-func (f *Fake) Name() string { return f.FakeName }
+// Name is NSName.
+func (f *Fake) Name() string { return f.NSName }
 
 // Tunables reads Sys.
 func (f *Fake) Tunables() (sysctl.Tunables, error) { return f.Sys.Read() }
