@@ -22,7 +22,7 @@ func runKill(e *env, args []string) error {
 	addThresholdFlags(fs, &th)
 	fs.Lookup("max-per-peer").Usage = "close, for each remote address and local port, the idlest connections beyond N (peer_limit_exceeded)"
 	dryRun := fs.Bool("dry-run", false, "report what would be closed and why; close nothing")
-	procs := fs.BoolP("processes", "p", false, "record the process holding each selected socket (pid, comm): one scan of /proc")
+	procs := fs.BoolP("processes", "p", false, "record the process holding each selected socket (pid, comm), and name it in messages: one scan of /proc")
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}

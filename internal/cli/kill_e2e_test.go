@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -150,14 +151,14 @@ func TestKillEndToEnd(t *testing.T) {
 	kept := ns.Dial("127.0.0.1:7100", testnet.Keepalive(30*time.Second, 5*time.Second, 3))
 	bareCookie := sprintf16(testnet.Cookie(t, bare))
 	if !testnet.Poll(10*time.Second, func() bool {
-		out, _, code = kill("--finding", "idle_no_keepalive", "--max-idle", "1s", "-o", "ndjson")
+		out, _, code = kill("--finding", "idle_no_keepalive", "--max-idle", "1s", "-o", "ndjson", "-p")
 		acts, _ = killRecords(t, out, ns.Name)
 		return len(acts) > 0
 	}) {
 		t.Fatalf("idle_no_keepalive selected nothing within 10s:\n%s", out)
 	}
-	if code != 0 || len(acts) != 1 || cookieOf(acts[0]) != bareCookie || acts[0]["reason"] != "idle_no_keepalive" || acts[0]["result"] != "closed" || acts[0]["message"] == nil {
-		t.Fatalf("--finding idle_no_keepalive: exit %d, actions %v; want only the client without keepalive", code, acts)
+	if code != 0 || len(acts) != 1 || cookieOf(acts[0]) != bareCookie || acts[0]["reason"] != "idle_no_keepalive" || acts[0]["result"] != "closed" || !strings.Contains(fmt.Sprint(acts[0]["message"]), "(held by ") {
+		t.Fatalf("--finding idle_no_keepalive -p: exit %d, actions %v; want only the client without keepalive, its owner named", code, acts)
 	}
 	kept.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := kept.Write([]byte("x")); err != nil {
