@@ -53,9 +53,9 @@ test: test-deps lint
 	TCPKEEP_REQUIRE_ROOT=1 $(GO) test -race -count=1 ./...
 
 # Benchmarks: Go benchmarks with allocation counts, and tcpkeep against ss on the
-# same namespace (see README, Performance).
+# same namespace (see docs/performance.md).
 # BENCH_SOCKETS sets the sizes of the namespaces tcpkeep and ss are compared on:
-# DESIGN.md's targets are for 200,000 sockets. A whole run takes some minutes.
+# The targets (docs/performance.md) are for 200,000 sockets. A whole run takes some minutes.
 BENCH_SOCKETS ?= 20000,200000
 bench: test-deps
 	TCPKEEP_REQUIRE_ROOT=1 TCPKEEP_BENCH_SOCKETS=$(BENCH_SOCKETS) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...

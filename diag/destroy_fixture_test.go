@@ -38,12 +38,7 @@ func TestCaptureDestroyed(t *testing.T) {
 		t.Skip("run with -capture to write testdata/ from this kernel")
 	}
 	p := testnet.NewPair(t)
-	f, err := p.A.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sub, err := SubscribeDestroyed(&Config{NetNS: int(f.Fd())})
+	sub, err := SubscribeDestroyed(p.A.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +130,7 @@ func fakeSubscription(t testing.TB) (*Subscription, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Subscription{recv: newReceiver(rc, destroyBufSize), setDeadline: f.SetReadDeadline, ns: "test"}, fds[1]
+	return &Subscription{recv: newReceiver(rc, destroyBufSize), setDeadline: f.SetReadDeadline}, fds[1]
 }
 
 // fixtureDatagrams returns the fixture's datagrams (one message each).

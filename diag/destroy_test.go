@@ -28,12 +28,7 @@ type ended struct {
 // second.
 func subscribeNS(t testing.TB, ns *testnet.NS) (<-chan ended, <-chan error) {
 	t.Helper()
-	f, err := ns.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sub, err := SubscribeDestroyed(&Config{NetNS: int(f.Fd()), Name: ns.Name})
+	sub, err := SubscribeDestroyed(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,12 +220,7 @@ func netlinkDrops(t testing.TB, ns *testnet.NS, inode uint64) int {
 // ErrOverrun, once, then goes on delivering.
 func TestDestroyedOverrun(t *testing.T) {
 	ns := testnet.NewNS(t)
-	f, err := ns.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sub, err := SubscribeDestroyed(&Config{NetNS: int(f.Fd()), Name: ns.Name})
+	sub, err := SubscribeDestroyed(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,12 +282,7 @@ func TestDestroyedOverrun(t *testing.T) {
 // another goroutine ends a loop without an error.
 func TestDestroyedCancelAndClose(t *testing.T) {
 	ns := testnet.NewNS(t)
-	f, err := ns.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sub, err := SubscribeDestroyed(&Config{NetNS: int(f.Fd()), Name: ns.Name})
+	sub, err := SubscribeDestroyed(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,10 +34,13 @@ func TestCaptureFixtures(t *testing.T) {
 		for _, ns := range []*testnet.NS{sc.Live.A, sc.Live.B, sc.Gone.A} {
 			c := dialNS(t, ns)
 			if ns == sc.Gone.A {
-				waitSocket(t, c, "a retransmission", func(s *Socket) bool { return s.TimerRetrans >= 1 })
+				waitSocket(t, c, "a retransmission", func(s *Socket) bool { return s.Timer == TimerRetransmit && s.TimerRetrans >= 1 })
 			} else if ns == sc.Live.A {
 				waitSocket(t, c, "a persist timer", func(s *Socket) bool { return s.Timer == TimerPersist })
-				time.Sleep(1500 * time.Millisecond) // the keepalive timer armed, FIN_WAIT2 reached
+				waitSocket(t, c, "FIN_WAIT2", func(s *Socket) bool { return s.State == StateFinWait2 })
+				waitSocket(t, c, "an armed keepalive timer", func(s *Socket) bool {
+					return s.State == StateEstablished && s.Timer == TimerKeepalive
+				})
 			}
 			fam := FamilyInet
 			if v6 {

@@ -19,12 +19,7 @@ import (
 // dialNS opens a Conn inside a test namespace.
 func dialNS(t testing.TB, ns *testnet.NS) *Conn {
 	t.Helper()
-	f, err := ns.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := Dial(&Config{NetNS: int(f.Fd()), Name: ns.Name})
+	c, err := Dial(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +53,7 @@ func byCookie(socks []Socket, cookie uint64) *Socket {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testnet.Wait(t, d, what, cond)
 }
 
 // waitSocket polls the dump of c until a socket satisfies cond.

@@ -412,11 +412,11 @@ func compareSS(d *Socket, s *ssSocket, elapsed time.Duration) []string {
 
 // matchSS dumps ns with diag and with ss and compares every socket and every
 // field both show. Sockets change between the two dumps (timers fire, probes
-// go out), so a round with differences is tried again, a few times.
+// go out), so a round with differences is tried again, for up to 2 s.
 func matchSS(t *testing.T, ns *testnet.NS, c *Conn) (diagSocks []Socket, ss map[uint64]*ssSocket) {
 	t.Helper()
 	var problems []string
-	for round := 0; round < 5; round++ {
+	if testnet.Poll(2*time.Second, func() bool {
 		problems = problems[:0]
 		start := time.Now()
 		diagSocks = dumpAll(t, c, nil)
@@ -436,10 +436,9 @@ func matchSS(t *testing.T, ns *testnet.NS, c *Conn) (diagSocks []Socket, ss map[
 				problems = append(problems, fmt.Sprintf("%s (%s): %s\n\tss: %s", d.ID(), d.State, p, s.line))
 			}
 		}
-		if len(problems) == 0 {
-			return diagSocks, ss
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(problems) == 0
+	}) {
+		return diagSocks, ss
 	}
 	t.Fatalf("diag and ss disagree in netns %s:\n%s", ns.Name, strings.Join(problems, "\n"))
 	return nil, nil

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // TestDialSetsSocketOptions: Dial's keepalive and TCP_USER_TIMEOUT are on the
@@ -19,17 +21,17 @@ func TestDialSetsSocketOptions(t *testing.T) {
 	addr := serve(t, p.B.NetNS(), "10.77.0.2:7077", &Server{})
 	ctx := context.Background()
 
-	c, err := Dial(ctx, p.A.NetNS(), addr, SocketOptions{Keepalive: &Keepalive{Idle: 7 * time.Second, Intvl: 3 * time.Second, Count: 4}, UserTimeout: 1500 * time.Millisecond})
+	c, err := Dial(ctx, p.A.NetNS(), addr, SocketOptions{Keepalive: &sysctl.Keepalive{Time: 7 * time.Second, Intvl: 3 * time.Second, Probes: 4}, UserTimeout: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	o, err := ReadSocketOptions(c)
+	o, err := proc.ReadOwn(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Keepalive == nil || *o.Keepalive != (Keepalive{7 * time.Second, 3 * time.Second, 4}) || o.UserTimeout != 1500*time.Millisecond {
-		t.Fatalf("socket has keepalive %+v, user timeout %v; want 7s/3s/4 and 1.5s", o.Keepalive, o.UserTimeout)
+	if !o.KeepaliveOn || o.Keepalive != (sysctl.Keepalive{Time: 7 * time.Second, Intvl: 3 * time.Second, Probes: 4}) || o.UserTimeout != 1500*time.Millisecond {
+		t.Fatalf("socket has keepalive %v %+v, user timeout %v; want 7s/3s/4 and 1.5s", o.KeepaliveOn, o.Keepalive, o.UserTimeout)
 	}
 	out, err := exec.Command("ip", "netns", "exec", p.A.Name, "ss", "-tinoeH", "state", "established", "dport", "7077").CombinedOutput()
 	if err != nil {
@@ -44,10 +46,10 @@ func TestDialSetsSocketOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer off.Close()
-	if o, err := ReadSocketOptions(off); err != nil || o.Keepalive != nil || o.UserTimeout != 0 {
-		t.Fatalf("default socket has keepalive %+v, user timeout %v (%v); want off", o.Keepalive, o.UserTimeout, err)
+	if o, err := proc.ReadOwn(off); err != nil || o.KeepaliveOn || o.UserTimeout != 0 {
+		t.Fatalf("default socket has keepalive %v, user timeout %v (%v); want off", o.KeepaliveOn, o.UserTimeout, err)
 	}
-	if _, err := Dial(ctx, p.A.NetNS(), addr, SocketOptions{Keepalive: &Keepalive{Idle: 1500 * time.Millisecond, Intvl: time.Second, Count: 1}}); err == nil {
+	if _, err := Dial(ctx, p.A.NetNS(), addr, SocketOptions{Keepalive: &sysctl.Keepalive{Time: 1500 * time.Millisecond, Intvl: time.Second, Probes: 1}}); err == nil {
 		t.Fatal("a fractional TCP_KEEPIDLE was accepted")
 	}
 }

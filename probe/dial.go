@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // Namespace is a network namespace to make sockets in: Do runs fn on an OS thread
@@ -28,92 +31,19 @@ func in(ns Namespace, fn func() error) error {
 	return ns.Do(fn)
 }
 
-// Keepalive is a socket's own keepalive setting: SO_KEEPALIVE on, with
-// TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT overriding the namespace's sysctls.
-type Keepalive struct {
-	// Idle is TCP_KEEPIDLE: silence before the first probe, whole seconds.
-	Idle time.Duration
-	// Intvl is TCP_KEEPINTVL: time between unanswered probes, whole seconds.
-	Intvl time.Duration
-	// Count is TCP_KEEPCNT: unanswered probes before the kernel drops the connection.
-	Count int
-}
-
-// Ranges setsockopt accepts (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT).
-const (
-	maxKeepSeconds = 32767
-	maxKeepCount   = 127
-)
-
-// Validate checks the values are whole seconds and counts that setsockopt accepts.
-func (k Keepalive) Validate() error {
-	for _, v := range []struct {
-		name string
-		d    time.Duration
-	}{{"TCP_KEEPIDLE", k.Idle}, {"TCP_KEEPINTVL", k.Intvl}} {
-		if v.d < time.Second || v.d%time.Second != 0 || v.d > maxKeepSeconds*time.Second {
-			return fmt.Errorf("%s %v: want whole seconds from 1 to %d", v.name, v.d, maxKeepSeconds)
-		}
-	}
-	if k.Count < 1 || k.Count > maxKeepCount {
-		return fmt.Errorf("TCP_KEEPCNT %d: want 1 to %d", k.Count, maxKeepCount)
-	}
-	return nil
-}
-
 // SocketOptions are set on a connection's socket before it connects.
 type SocketOptions struct {
-	// Keepalive, when not nil, turns SO_KEEPALIVE on with these per-socket values.
-	// Nil turns it off: Go's net package would otherwise turn it on with its own
-	// 15 s, and a probe must not send packets the operator did not ask for.
-	Keepalive *Keepalive
+	// Keepalive, when not nil, turns SO_KEEPALIVE on with these per-socket values:
+	// TCP_KEEPIDLE (Time), TCP_KEEPINTVL (Intvl) and TCP_KEEPCNT (Probes). Nil
+	// turns it off: Go's net package would otherwise turn it on with its own 15 s,
+	// and a probe must not send packets the operator did not ask for.
+	Keepalive *sysctl.Keepalive
 	// UserTimeout, when positive, is TCP_USER_TIMEOUT: how long data may stay
 	// unacknowledged before the kernel drops the connection (milliseconds
 	// precision).
 	UserTimeout time.Duration
 	// ConnectTimeout bounds the connect; zero means 10 s.
 	ConnectTimeout time.Duration
-}
-
-// apply sets the options on a raw socket.
-func (o SocketOptions) apply(fd int) error {
-	set := func(level, opt, v int, name string) error {
-		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
-			return fmt.Errorf("setsockopt %s=%d: %w", name, v, err)
-		}
-		return nil
-	}
-	if o.Keepalive == nil {
-		if err := set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0, "SO_KEEPALIVE"); err != nil {
-			return err
-		}
-	} else {
-		k := *o.Keepalive
-		if err := k.Validate(); err != nil {
-			return err
-		}
-		for _, v := range []struct {
-			level, opt, v int
-			name          string
-		}{
-			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(k.Idle / time.Second), "TCP_KEEPIDLE"},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(k.Intvl / time.Second), "TCP_KEEPINTVL"},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, k.Count, "TCP_KEEPCNT"},
-		} {
-			if err := set(v.level, v.opt, v.v, v.name); err != nil {
-				return err
-			}
-		}
-	}
-	if o.UserTimeout > 0 {
-		ms := o.UserTimeout.Milliseconds()
-		if ms < 1 || ms > 1<<31-1 {
-			return fmt.Errorf("TCP_USER_TIMEOUT %v: want 1ms to about 24 days", o.UserTimeout)
-		}
-		return set(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(ms), "TCP_USER_TIMEOUT")
-	}
-	return nil
 }
 
 // Dial connects to addr (host:port) over TCP from inside ns (nil: the caller's
@@ -179,37 +109,27 @@ func Listen(ns Namespace, addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// ReadSocketOptions reads back what a connection's socket has: SO_KEEPALIVE and,
-// when on, the per-socket keepalive values, and TCP_USER_TIMEOUT.
-func ReadSocketOptions(c syscall.Conn) (SocketOptions, error) {
-	rc, err := c.SyscallConn()
+// Address reads a heartbeat server's address: HOST:PORT, [IPV6]:PORT, or an IP
+// address or host name alone for DefaultPort. It returns it as HOST:PORT.
+func Address(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty address: want HOST:PORT")
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, DefaultPort).String(), nil
+	}
+	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return SocketOptions{}, err
-	}
-	var o SocketOptions
-	var gerr error
-	cerr := rc.Control(func(fd uintptr) {
-		get := func(level, opt int) int {
-			v, err := unix.GetsockoptInt(int(fd), level, opt)
-			if err != nil && gerr == nil {
-				gerr = err
-			}
-			return v
+		if strings.Contains(s, ":") {
+			return "", fmt.Errorf("address %q: want HOST:PORT, [IPV6]:PORT or an IP address", s)
 		}
-		if get(unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0 {
-			o.Keepalive = &Keepalive{
-				Idle:  time.Duration(get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)) * time.Second,
-				Intvl: time.Duration(get(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)) * time.Second,
-				Count: get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT),
-			}
-		}
-		o.UserTimeout = time.Duration(get(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)) * time.Millisecond
-	})
-	if cerr != nil {
-		return SocketOptions{}, cerr
+		return net.JoinHostPort(s, strconv.Itoa(DefaultPort)), nil
 	}
-	if gerr != nil {
-		return SocketOptions{}, fmt.Errorf("getsockopt: %w", gerr)
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("address %q: port %q is not 1 to 65535", s, port)
 	}
-	return o, nil
+	if host == "" {
+		return "", fmt.Errorf("address %q: no host", s)
+	}
+	return s, nil
 }

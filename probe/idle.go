@@ -268,7 +268,7 @@ func trial(ctx context.Context, cfg IdleConfig, d time.Duration) (Trial, error) 
 	case errors.Is(err, io.EOF):
 		// An orderly close is the server's doing (its read timeout, a restart),
 		// not the path's: a middlebox that forgets a flow drops or resets it.
-		return t, fmt.Errorf("heartbeat to %s: the server closed the connection after %v idle: that measures the server, not the path (is its --read-timeout shorter than --max?)", cfg.Addr, d)
+		return t, fmt.Errorf("heartbeat to %s: the server closed the connection after %v idle: that measures the server, not the path (does it drop clients silent for less than the longest idle period tried?)", cfg.Addr, d)
 	default:
 		t.Reason = err.Error()
 		// The path forgot the flow: nothing will carry a FIN, so free the socket

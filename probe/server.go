@@ -9,10 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Server defaults, used where a Server field is zero.
@@ -234,23 +231,6 @@ func (sl *slots) evict(cl *client) {
 	close(cl.kick)
 	// After gone is set: the goroutine checks gone after each deadline it sets.
 	_ = cl.c.SetDeadline(time.Now())
-}
-
-// buffered is how many bytes wait in c's receive buffer (SIOCINQ); 0 if unknown.
-func buffered(c net.Conn) int {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return 0
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	n := 0
-	_ = raw.Control(func(fd uintptr) {
-		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-	})
-	return n
 }
 
 // Serve accepts connections on l and answers them until ctx is done, then closes

@@ -111,7 +111,7 @@ func Recommend(r Request) (Recommendation, error) {
 	margin := max(path/10, time.Second)
 	timeMax := min((path - margin).Truncate(time.Second), MaxRecommendedTime)
 	if timeMax < time.Second {
-		return Recommendation{}, fmt.Errorf("%w: a path that forgets idle flows after %v leaves no whole second for keepalive's first probe; use an application heartbeat (tcpkeep probe) instead", ErrImpossible, path)
+		return Recommendation{}, fmt.Errorf("%w: a path that forgets idle flows after %v leaves no whole second for keepalive's first probe; use an application heartbeat instead", ErrImpossible, path)
 	}
 	var k Keepalive
 	if r.DetectWithin > 0 {

@@ -2,8 +2,6 @@ package audit
 
 import (
 	"fmt"
-	"net/netip"
-	"sort"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
@@ -44,30 +42,166 @@ func ParseSeverity(s string) (Severity, error) {
 	return 0, fmt.Errorf("%q: want info, warning or critical", s)
 }
 
-// Code names a rule: the finding codes of DESIGN.md and README.
+// Code names a rule: the finding codes of DESIGN.md and docs/findings.md. Each
+// code's doc says what its Finding's facts hold.
 type Code string
 
 // The finding codes.
 const (
-	HalfOpenKeepalive            Code = "half_open_keepalive"
-	HalfOpenRetrans              Code = "half_open_retrans"
-	ZeroWindowStall              Code = "zero_window_stall"
-	IdleNoKeepalive              Code = "idle_no_keepalive"
-	IdleOverlong                 Code = "idle_overlong"
-	KeepaliveAfterPathTimeout    Code = "keepalive_after_path_timeout"
-	CloseWaitStale               Code = "close_wait_stale"
-	PeerLimitExceeded            Code = "peer_limit_exceeded"
-	ListenQueueFull              Code = "listen_queue_full"
-	SysctlKeepaliveDefault       Code = "sysctl_keepalive_default"
-	SysctlKeepaliveAfterConntrak Code = "sysctl_keepalive_after_conntrack"
+	// HalfOpenKeepalive: Count keepalive probes unanswered, nothing received
+	// for Value; Keepalive holds the interval and count in use (from ValueFrom);
+	// DropIn and DropBy say when the kernel drops it (DropUnknown: the socket
+	// sets its own TCP_KEEPCNT, which was not read).
+	HalfOpenKeepalive Code = "half_open_keepalive"
+	// HalfOpenRetrans: Count retransmissions in a row (Limit: the threshold),
+	// no ACK for Value; the kernel gives up DropAfter after the first
+	// retransmission (Retries retransmissions, by DropBy), DropIn from now.
+	HalfOpenRetrans Code = "half_open_retrans"
+	// ZeroWindowStall: Count zero-window probes sent; the window has been
+	// closed for about Value.
+	ZeroWindowStall Code = "zero_window_stall"
+	// IdleNoKeepalive: idle for Value, over Threshold, without SO_KEEPALIVE.
+	IdleNoKeepalive Code = "idle_no_keepalive"
+	// IdleOverlong: idle for Value, over Threshold.
+	IdleOverlong Code = "idle_overlong"
+	// KeepaliveAfterPathTimeout: keepalive's first probe comes after Value of
+	// silence (from ValueFrom), but the path forgets an idle flow after
+	// Threshold (from ThresholdFrom).
+	KeepaliveAfterPathTimeout Code = "keepalive_after_path_timeout"
+	// CloseWaitStale: in CLOSE_WAIT and idle for Value, over Threshold.
+	CloseWaitStale Code = "close_wait_stale"
+	// PeerLimitExceeded: the socket's remote address holds Count connections
+	// to its local port, over Limit.
+	PeerLimitExceeded Code = "peer_limit_exceeded"
+	// ListenQueueFull: Count connections wait in the accept queue of a backlog
+	// of Limit.
+	ListenQueueFull Code = "listen_queue_full"
+	// SysctlKeepaliveDefault: tcp_keepalive_time (Value) is the kernel
+	// default; Keepalive holds the three tunables.
+	SysctlKeepaliveDefault Code = "sysctl_keepalive_default"
+	// SysctlKeepaliveAfterConntrack: tcp_keepalive_time (Value) exceeds
+	// nf_conntrack_tcp_timeout_established (Threshold).
+	SysctlKeepaliveAfterConntrack Code = "sysctl_keepalive_after_conntrack"
 )
 
 // Codes lists every code, in the order of DESIGN.md's table.
 var Codes = []Code{
 	HalfOpenKeepalive, HalfOpenRetrans, ZeroWindowStall, IdleNoKeepalive, IdleOverlong,
 	KeepaliveAfterPathTimeout, CloseWaitStale, PeerLimitExceeded, ListenQueueFull,
-	SysctlKeepaliveDefault, SysctlKeepaliveAfterConntrak,
+	SysctlKeepaliveDefault, SysctlKeepaliveAfterConntrack,
 }
+
+// Source says where a value a rule used came from.
+type Source uint8
+
+// Sources.
+const (
+	SourceNone Source = iota
+	// SourceSocket: the socket's own options, read from its owner.
+	SourceSocket
+	// SourceTimer: inferred from the socket's pending keepalive timer.
+	SourceTimer
+	// SourceNamespace: the namespace's tunables.
+	SourceNamespace
+	// SourceConfig: Config.PathIdleTimeout, what the operator said.
+	SourceConfig
+	// SourceConntrack: the namespace's nf_conntrack_tcp_timeout_established.
+	SourceConntrack
+)
+
+// DropCause is the kernel limit that drops a socket.
+type DropCause uint8
+
+// Drop causes.
+const (
+	// DropUnknown: when the kernel drops it is not known.
+	DropUnknown DropCause = iota
+	// DropKeepaliveProbes: keepalive probes unanswered (tcp_keepalive_probes
+	// or TCP_KEEPCNT).
+	DropKeepaliveProbes
+	// DropUserTimeout: TCP_USER_TIMEOUT.
+	DropUserTimeout
+	// DropRetries2: retransmissions unanswered (tcp_retries2).
+	DropRetries2
+	// DropOrphanRetries: retransmissions of a socket the application closed
+	// (tcp_orphan_retries).
+	DropOrphanRetries
+)
+
+// String is the name records use: keepalive_probes, user_timeout,
+// tcp_retries2, orphan_retries, or "" for DropUnknown.
+func (d DropCause) String() string {
+	switch d {
+	case DropKeepaliveProbes:
+		return "keepalive_probes"
+	case DropUserTimeout:
+		return "user_timeout"
+	case DropRetries2:
+		return "tcp_retries2"
+	case DropOrphanRetries:
+		return "orphan_retries"
+	}
+	return ""
+}
+
+// Remedy is what to do about a finding.
+type Remedy uint8
+
+// Remedies.
+const (
+	RemedyNone Remedy = iota
+	// RemedyClose: close the socket now; nothing else will.
+	RemedyClose
+	// RemedyUserTimeout: set TCP_USER_TIMEOUT in the application, so that it
+	// gives up sooner.
+	RemedyUserTimeout
+	// RemedyFixReader: the peer must read; bound the wait with TCP_USER_TIMEOUT.
+	RemedyFixReader
+	// RemedyKeepalive: set SO_KEEPALIVE in the application.
+	RemedyKeepalive
+	// RemedySocketKeepidle: the socket's own TCP_KEEPIDLE must come down
+	// below the path's timeout.
+	RemedySocketKeepidle
+	// RemedyTune: the namespace's tcp_keepalive_time must come down.
+	RemedyTune
+	// RemedyFixClose: the application must close its end on EOF or error.
+	RemedyFixClose
+	// RemedyAcceptFaster: the application must accept faster, or the backlog grow.
+	RemedyAcceptFaster
+	// RemedyLimitPeer: close the peer's surplus connections, and find why it
+	// opens so many.
+	RemedyLimitPeer
+)
+
+var remedyNames = [...]string{RemedyNone: "", RemedyClose: "close", RemedyUserTimeout: "user_timeout",
+	RemedyFixReader: "fix_reader", RemedyKeepalive: "keepalive", RemedySocketKeepidle: "socket_keepidle",
+	RemedyTune: "tune", RemedyFixClose: "fix_close", RemedyAcceptFaster: "accept_faster", RemedyLimitPeer: "limit_peer"}
+
+// String is the name records use (close, user_timeout, ...).
+func (r Remedy) String() string {
+	if int(r) < len(remedyNames) {
+		return remedyNames[r]
+	}
+	return ""
+}
+
+// Holder says who holds a flagged socket.
+type Holder uint8
+
+// Holders.
+const (
+	// HolderUnknown: owners were not looked up.
+	HolderUnknown Holder = iota
+	// HolderProcess: Finding.Owner holds it.
+	HolderProcess
+	// HolderOrphan: the application closed it; the kernel finishes it alone.
+	HolderOrphan
+	// HolderAcceptQueue: it waits in its listener's accept queue, not accepted yet.
+	HolderAcceptQueue
+	// HolderNotFound: no process found; it may have exited, or live in another
+	// pid namespace.
+	HolderNotFound
+)
 
 // Defaults of the thresholds (DESIGN.md's findings table).
 const (
@@ -78,10 +212,11 @@ const (
 	ZeroWindowProbes = 3
 )
 
-// Owner is the process holding a socket.
-type Owner struct {
-	PID  int
-	Comm string
+// Owners is where an audit learns who holds a flagged socket and, when it can,
+// that socket's real options; *proc.Index is one.
+type Owners interface {
+	Owner(inode uint32) (proc.Owner, bool)
+	Options(inode uint32, o *proc.SockOpts) bool
 }
 
 // Config is what an audit checks against.
@@ -100,17 +235,17 @@ type Config struct {
 	// PathIdleTimeout is how long the path keeps an idle flow; 0 means the
 	// namespace's nf_conntrack_tcp_timeout_established, or no check without it.
 	PathIdleTimeout time.Duration
-	// Tunables are the namespace's, from sysctl.Read.
+	// Tunables are the namespace's, from sysctl.Read; Run reads them.
 	Tunables sysctl.Tunables
-	// Owner finds the process holding a socket (by inode), for the messages of
-	// flagged sockets; nil leaves owners out.
-	Owner func(s *diag.Socket) (Owner, bool)
-	// Sockopts reads a socket's real options from its owner; nil means they are
-	// inferred from what sock_diag shows and the tunables.
-	Sockopts func(s *diag.Socket) (proc.SockOpts, bool)
-	// Only, when not empty, limits the socket rules to these codes (tcpkeep
-	// kill --finding): the others are not checked, so they cost no owner lookup.
+	// Owners finds the process holding a flagged socket and, where it reads
+	// them, its real options; nil leaves owners out and infers the options
+	// from what sock_diag shows and the tunables.
+	Owners Owners
+	// Only, when not empty, limits the socket rules to these codes (what a kill
+	// by finding selects): the others are not checked, so they cost no lookup.
 	Only []Code
+	// Filter selects the sockets Run dumps; nil: every socket.
+	Filter *diag.Filter
 }
 
 // DefaultConfig is Config with DESIGN.md's defaults and the given tunables.
@@ -118,27 +253,54 @@ func DefaultConfig(t sysctl.Tunables) Config {
 	return Config{MaxIdle: DefaultMaxIdle, CloseWaitAfter: DefaultCloseWaitAfter, RetransThreshold: DefaultRetransThreshold, Tunables: t}
 }
 
-// Finding is one thing wrong, and what to do about it.
+// Finding is one thing wrong, as facts: what was measured and against what,
+// when the kernel will act, and what to do. The command line words them; what
+// each fact holds depends on the Code (see its doc).
 type Finding struct {
 	Code     Code
 	Severity Severity
-	// Message is one sentence a person can act on, with the numbers.
-	Message string
 	// Socket is a copy of the flagged socket; nil for findings about the tunables.
 	Socket *diag.Socket
-	// Owner is the process holding Socket, when it was resolved.
-	Owner *Owner
-	// Sockopts are Socket's real options, when they were read.
-	Sockopts *proc.SockOpts
+	// Holder says who holds Socket; Owner is the process, for HolderProcess.
+	Holder Holder
+	Owner  *proc.Owner
+	// Opts are Socket's real options, when they were read.
+	Opts *proc.SockOpts
+	// Value is the duration the rule measured, Threshold the one it held it
+	// against; ValueFrom and ThresholdFrom say where they came from where
+	// there is more than one place.
+	Value, Threshold         time.Duration
+	ValueFrom, ThresholdFrom Source
+	// Count is what the rule counted, Limit what it held it against.
+	Count, Limit int
+	// Keepalive are the keepalive values the rule used.
+	Keepalive sysctl.Keepalive
+	// DropIn is how long until the kernel drops the socket, by DropBy; DropAfter
+	// is that limit's whole span and Retries its retransmissions, where it
+	// counts them.
+	DropIn, DropAfter time.Duration
+	DropBy            DropCause
+	Retries           int
+	// Remedy is what to do.
+	Remedy Remedy
 }
 
-// Summary counts what an audit found. The sockets themselves are counted by
-// the caller, which sees every one of them.
+// Summary is what an audit saw and found.
 type Summary struct {
+	// Tunables are the namespace's, as Run read them; HaveTunables says it did.
+	Tunables     sysctl.Tunables
+	HaveTunables bool
+	// Counts counts the sockets checked, by state.
+	Counts diag.Counts
 	// Findings counts findings per code and severity.
 	Findings map[Code]*[Critical + 1]int
 	// Worst is the highest severity found; 0 when nothing was.
 	Worst Severity
+	// Duration is how long Run took.
+	Duration time.Duration
+	// Interrupted says the run's context ended before the dump did: the counts
+	// cover the sockets seen until then, and peer limits were not judged.
+	Interrupted bool
 }
 
 // Total is how many findings there were of code, of any severity.
@@ -181,46 +343,34 @@ func HoldsPeer(st diag.State) bool { return connState(st) }
 
 // PathTimeout is the path timeout keepalive_after_path_timeout checks
 // against and where it comes from; 0 when there is none.
-func (c *Config) PathTimeout() (time.Duration, string) {
+func (c *Config) PathTimeout() (time.Duration, Source) {
 	if c.PathIdleTimeout > 0 {
-		return c.PathIdleTimeout, "--path-idle-timeout"
+		return c.PathIdleTimeout, SourceConfig
 	}
 	if c.Tunables.ConntrackEstablished != nil && *c.Tunables.ConntrackEstablished > 0 {
-		return *c.Tunables.ConntrackEstablished, "nf_conntrack_tcp_timeout_established"
+		return *c.Tunables.ConntrackEstablished, SourceConntrack
 	}
-	return 0, ""
-}
-
-// peerKey is one remote address connected to one local port.
-type peerKey struct {
-	remote netip.Addr
-	port   uint16
-}
-
-// peerCount is how many connections a peer holds; first is the connection that
-// went over the limit, kept only for peers that did.
-type peerCount struct {
-	n     int
-	first *diag.Socket
+	return 0, SourceNone
 }
 
 // Auditor checks sockets one at a time. It is not safe for concurrent use.
 type Auditor struct {
 	cfg     Config
 	sum     Summary
-	peers   map[peerKey]*peerCount
+	peers   *Peers
 	pathTO  time.Duration
-	pathSrc string
+	pathSrc Source
 	sock    sockCtx
 	only    map[Code]bool
+	f       Finding // the finding being built, handed to emit
 }
 
 // New makes an Auditor for cfg.
 func New(cfg Config) *Auditor {
-	a := &Auditor{cfg: cfg, sum: Summary{Findings: map[Code]*[Critical + 1]int{}}}
+	a := &Auditor{cfg: cfg, sum: Summary{Tunables: cfg.Tunables, HaveTunables: true, Findings: map[Code]*[Critical + 1]int{}}}
 	a.pathTO, a.pathSrc = cfg.PathTimeout()
 	if cfg.MaxPerPeer > 0 {
-		a.peers = map[peerKey]*peerCount{}
+		a.peers = NewPeers(cfg.MaxPerPeer)
 	}
 	if len(cfg.Only) > 0 {
 		a.only = map[Code]bool{}
@@ -234,7 +384,7 @@ func New(cfg Config) *Auditor {
 // Summary is what the audit has counted so far.
 func (a *Auditor) Summary() Summary { return a.sum }
 
-func (a *Auditor) count(f Finding) {
+func (a *Auditor) count(f *Finding) {
 	v := a.sum.Findings[f.Code]
 	if v == nil {
 		v = new([Critical + 1]int)
@@ -246,78 +396,62 @@ func (a *Auditor) count(f Finding) {
 	}
 }
 
-// Tunables checks the namespace's tunables: call it once per audit.
-func (a *Auditor) Tunables(emit func(Finding)) {
+// Tunables checks the namespace's tunables: call it once per audit. The
+// Finding handed to emit is valid during the call only.
+func (a *Auditor) Tunables(emit func(*Finding)) {
 	for _, r := range tunableRules {
-		if sev, msg, ok := r.check(a.cfg.Tunables); ok {
-			f := Finding{Code: r.code, Severity: sev, Message: msg}
-			a.count(f)
-			emit(f)
+		a.f = Finding{Code: r.code}
+		if r.check(a.cfg.Tunables, &a.f) {
+			a.count(&a.f)
+			emit(&a.f)
 		}
 	}
 }
 
 // Check checks one socket and emits a finding for every rule it breaks. s may be
-// reused by the caller once Check returns: findings carry their own copy.
-func (a *Auditor) Check(s *diag.Socket, emit func(Finding)) {
-	a.countPeer(s)
+// reused by the caller once Check returns: findings carry their own copy. The
+// Finding handed to emit is valid during the call only; its Socket, Owner and
+// Opts stay valid.
+func (a *Auditor) Check(s *diag.Socket, emit func(*Finding)) {
+	a.sum.Counts.Add(s)
+	if a.peers != nil {
+		a.peers.Add(s)
+	}
 	c := &a.sock
 	c.reset(a, s)
 	for _, r := range socketRules {
 		if a.only != nil && !a.only[r.code] {
 			continue
 		}
-		sev, msg, ok := r.check(c, s)
-		if !ok {
+		a.f = Finding{Code: r.code}
+		if !r.check(c, s, &a.f) {
 			continue
 		}
-		f := Finding{Code: r.code, Severity: sev, Message: msg, Socket: c.copy()}
-		// A flagged socket's record carries its owner and, with --sockopts,
-		// its real options.
-		c.owner()
-		c.sockopts()
-		if c.ownerOK {
-			o := c.ownerV
-			f.Owner = &o
+		a.f.Socket = c.copy()
+		// A flagged socket's record carries its owner and, where they are
+		// read, its real options.
+		a.f.Holder, a.f.Owner = c.holder()
+		if _, ok := c.sockopts(); ok {
+			a.f.Opts = c.optsCopy()
 		}
-		if c.optsOK {
-			o := c.optsV
-			f.Sockopts = &o
-		}
-		a.count(f)
-		emit(f)
+		a.count(&a.f)
+		emit(&a.f)
 	}
 }
 
 // Finish emits what needs the whole dump (peer_limit_exceeded): call it once,
 // after the last socket.
-func (a *Auditor) Finish(emit func(Finding)) {
+func (a *Auditor) Finish(emit func(*Finding)) {
 	if a.peers == nil {
 		return
 	}
-	var over []peerKey
-	for k, p := range a.peers {
-		if p.first != nil {
-			over = append(over, k)
-		}
-	}
-	sort.Slice(over, func(i, j int) bool {
-		pi, pj := a.peers[over[i]], a.peers[over[j]]
-		if pi.n != pj.n {
-			return pi.n > pj.n
-		}
-		return over[i].remote.Less(over[j].remote) || over[i].remote == over[j].remote && over[i].port < over[j].port
-	})
-	for _, k := range over {
-		p := a.peers[k]
-		f := peerLimitFinding(a.cfg.MaxPerPeer, k, p)
-		if a.cfg.Owner != nil {
-			if o, ok := a.cfg.Owner(p.first); ok {
-				f.Owner = &o
-			}
-		}
-		a.count(f)
-		emit(f)
+	for _, p := range a.peers.Over() {
+		a.f = Finding{Code: PeerLimitExceeded, Severity: Warning, Socket: p.First, Count: p.N, Limit: a.cfg.MaxPerPeer, Remedy: RemedyLimitPeer}
+		var c sockCtx
+		c.reset(a, p.First)
+		a.f.Holder, a.f.Owner = c.holder()
+		a.count(&a.f)
+		emit(&a.f)
 	}
 }
 
@@ -329,8 +463,10 @@ type sockCtx struct {
 	cp                  *diag.Socket
 	ownerDone, optsDone bool
 	ownerOK, optsOK     bool
-	ownerV              Owner
+	ownerV              proc.Owner
 	optsV               proc.SockOpts
+	ownerP              *proc.Owner
+	optsP               *proc.SockOpts
 }
 
 func (c *sockCtx) reset(a *Auditor, s *diag.Socket) { *c = sockCtx{a: a, s: s} }
@@ -344,11 +480,11 @@ func (c *sockCtx) copy() *diag.Socket {
 	return c.cp
 }
 
-func (c *sockCtx) owner() (Owner, bool) {
+func (c *sockCtx) owner() (proc.Owner, bool) {
 	if !c.ownerDone {
 		c.ownerDone = true
-		if c.a.cfg.Owner != nil && c.s.Inode != 0 {
-			c.ownerV, c.ownerOK = c.a.cfg.Owner(c.s)
+		if c.a.cfg.Owners != nil && c.s.Inode != 0 {
+			c.ownerV, c.ownerOK = c.a.cfg.Owners.Owner(c.s.Inode)
 		}
 	}
 	return c.ownerV, c.ownerOK
@@ -357,28 +493,40 @@ func (c *sockCtx) owner() (Owner, bool) {
 func (c *sockCtx) sockopts() (proc.SockOpts, bool) {
 	if !c.optsDone {
 		c.optsDone = true
-		if c.a.cfg.Sockopts != nil && c.s.Inode != 0 {
-			c.optsV, c.optsOK = c.a.cfg.Sockopts(c.s)
+		if c.a.cfg.Owners != nil && c.s.Inode != 0 {
+			c.optsOK = c.a.cfg.Owners.Options(c.s.Inode, &c.optsV)
 		}
 	}
 	return c.optsV, c.optsOK
 }
 
-// ownerText names the owner for a message: " (held by nginx, pid 812)".
-func (c *sockCtx) ownerText() string {
-	if c.a.cfg.Owner == nil {
-		return ""
+// optsCopy is one copy of the options shared by all the socket's findings.
+func (c *sockCtx) optsCopy() *proc.SockOpts {
+	if c.optsP == nil {
+		o := c.optsV
+		c.optsP = &o
+	}
+	return c.optsP
+}
+
+// holder says who holds the socket, and the owner, copied once.
+func (c *sockCtx) holder() (Holder, *proc.Owner) {
+	if c.a.cfg.Owners == nil {
+		return HolderUnknown, nil
 	}
 	if o, ok := c.owner(); ok {
-		return fmt.Sprintf(" (held by %s, pid %d)", o.Comm, o.PID)
+		if c.ownerP == nil {
+			c.ownerP = &o
+		}
+		return HolderProcess, c.ownerP
 	}
 	// Only a socket with a file has an inode: one the application has closed
 	// has none any more, one still in a listener's accept queue none yet.
-	if orphan(c.s) {
-		return " (orphaned: the application closed it, the kernel finishes it alone)"
+	switch {
+	case Orphan(c.s):
+		return HolderOrphan, nil
+	case c.s.Inode == 0 && (c.s.State == diag.StateEstablished || c.s.State == diag.StateCloseWait):
+		return HolderAcceptQueue, nil
 	}
-	if c.s.Inode == 0 && (c.s.State == diag.StateEstablished || c.s.State == diag.StateCloseWait) {
-		return " (not accepted yet: it waits in its listener's accept queue)"
-	}
-	return " (owner not found: the process may be gone or in another pid namespace)"
+	return HolderNotFound, nil
 }

@@ -144,7 +144,7 @@ func HowEnded(s *diag.Socket, h EndHints) End {
 			}
 			return EndClosed
 		}
-		if h.Sockopts.KeepCnt > 0 && int(ti.Probes) < h.Sockopts.KeepCnt {
+		if h.Sockopts.Keepalive.Probes > 0 && int(ti.Probes) < h.Sockopts.Keepalive.Probes {
 			return EndClosed
 		}
 		return EndKeepalive

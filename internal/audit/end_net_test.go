@@ -23,12 +23,7 @@ import (
 // endings subscribes to the destroyed sockets of ns for the rest of the test.
 func endings(t *testing.T, ns *testnet.NS) <-chan diag.Socket {
 	t.Helper()
-	f, err := ns.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sub, err := diag.SubscribeDestroyed(&diag.Config{NetNS: int(f.Fd()), Name: ns.Name})
+	sub, err := diag.SubscribeDestroyed(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +81,7 @@ func failure(t *testing.T, c net.Conn, within time.Duration) error {
 // dumpCookie finds a socket of ns in a dump by cookie.
 func dumpCookie(t *testing.T, ns *testnet.NS, cookie uint64) (*diag.Conn, *diag.Socket) {
 	t.Helper()
-	f, err := ns.NetNS().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := diag.Dial(&diag.Config{NetNS: int(f.Fd()), Name: ns.Name})
+	c, err := diag.Dial(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // record is a last record as the destroy broadcast carries it: state CLOSE, no
@@ -25,7 +26,7 @@ func record(retransmits, probes uint8, lastAckRecv, lastDataRecv, rtt time.Durat
 
 // opts are a socket's options as read from its owner.
 func opts(keepCnt int, userTimeout time.Duration) *proc.SockOpts {
-	return &proc.SockOpts{KeepAlive: keepCnt > 0, KeepIdle: time.Second, KeepIntvl: time.Second, KeepCnt: keepCnt, UserTimeout: userTimeout}
+	return &proc.SockOpts{KeepaliveOn: keepCnt > 0, Keepalive: sysctl.Keepalive{Time: time.Second, Intvl: time.Second, Probes: keepCnt}, UserTimeout: userTimeout}
 }
 
 const ms = time.Millisecond

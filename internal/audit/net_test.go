@@ -19,7 +19,9 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
+	"github.com/tcpkeep/tcpkeep/internal/report"
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
@@ -51,46 +53,37 @@ func (r result) about(code audit.Code, cookie uint64) (audit.Finding, bool) {
 	return audit.Finding{}, false
 }
 
-// run audits ns once, as tcpkeep audit does: tunables, then the socket stream.
+// run audits ns once with the engine tcpkeep audit runs.
 func run(t *testing.T, ns *testnet.NS, cfg func(*audit.Config)) result {
 	t.Helper()
-	tun, err := sysctl.Read(ns.NetNS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := audit.DefaultConfig(tun)
-	var owners *proc.Owners
-	c.Owner = func(s *diag.Socket) (audit.Owner, bool) {
-		if owners == nil {
-			if owners, err = proc.ScanOwners(ourProc(t)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		o, ok := owners.Lookup(s.Inode)
-		return audit.Owner{PID: o.PID, Comm: owners.Comm(o.PID)}, ok
-	}
+	c := audit.DefaultConfig(sysctl.Tunables{})
+	owners := proc.NewIndex(ourProc(t), false)
+	c.Owners = owners
 	if cfg != nil {
 		cfg(&c)
 	}
-	conn, err := diag.Dial(&diag.Config{NetNS: ns.Fd(), Name: ns.Name})
+	defer owners.Close()
+	var r result
+	sum, err := audit.Run(context.Background(), kernel.Live(ns.NetNS()), c, func(f *audit.Finding) { r.findings = append(r.findings, *f) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	var r result
-	a := audit.New(c)
-	emit := func(f audit.Finding) { r.findings = append(r.findings, f) }
-	a.Tunables(emit)
-	for s, err := range conn.Sockets(context.Background(), nil) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.sockets++
-		a.Check(s, emit)
-	}
-	a.Finish(emit)
+	r.sockets = sum.Counts.Sockets
 	return r
 }
+
+// withOpts reads the sockets' real options, as audit --sockopts does.
+func withOpts(t *testing.T) func(*audit.Config) {
+	root := ourProc(t)
+	return func(cfg *audit.Config) {
+		x := proc.NewIndex(root, true)
+		t.Cleanup(func() { x.Close() })
+		cfg.Owners = x
+	}
+}
+
+// words is how tcpkeep audit says a finding.
+func words(f audit.Finding) string { return report.Words{Sockopts: true, Remedy: true}.Message(&f) }
 
 // ourProc is a /proc with only this process in it: the sockets the tests make
 // are ours, and a scan of the real /proc takes seconds on a machine where other
@@ -111,25 +104,19 @@ func ourProc(t *testing.T) string {
 // fails the test at the deadline.
 func waitFor(t *testing.T, ns *testnet.NS, cfg func(*audit.Config), within time.Duration, what string, done func(result) bool) result {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		r := run(t, ns, cfg)
-		if done(r) {
-			return r
-		}
-		if time.Now().After(deadline) {
-			ss, _ := exec.Command("ip", "netns", "exec", ns.Name, "ss", "-tinoeaH").CombinedOutput()
-			t.Fatalf("after %s, still no %s; findings: %s\nss -tinoeaH:\n%s", within, what, describe(r), ss)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var r result
+	if !testnet.Poll(within, func() bool { r = run(t, ns, cfg); return done(r) }) {
+		ss, _ := exec.Command("ip", "netns", "exec", ns.Name, "ss", "-tinoeaH").CombinedOutput()
+		t.Fatalf("after %s, still no %s; findings: %s\nss -tinoeaH:\n%s", within, what, describe(r), ss)
 	}
+	return r
 }
 
 func describe(r result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d sockets", r.sockets)
 	for _, f := range r.findings {
-		fmt.Fprintf(&b, "\n  %s %s: %s", f.Severity, f.Code, f.Message)
+		fmt.Fprintf(&b, "\n  %s %s: %s", f.Severity, f.Code, words(f))
 	}
 	return b.String()
 }
@@ -154,7 +141,7 @@ func noFinding(t *testing.T, r result, code audit.Code, cookies ...uint64) {
 	t.Helper()
 	for _, c := range cookies {
 		if f, ok := r.about(code, c); ok {
-			t.Errorf("healthy socket flagged %s: %s", code, f.Message)
+			t.Errorf("healthy socket flagged %s: %s", code, words(f))
 		}
 	}
 }
@@ -220,7 +207,7 @@ func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
 		t.Errorf("severity %s, want critical", f.Severity)
 	}
 	// Without --sockopts the count and interval are the namespace's: 9 x 75s.
-	wantIn(t, f.Message, "keepalive probe", "unanswered", "the kernel drops it in about", ownedByUs())
+	wantIn(t, words(f), "keepalive probe", "unanswered", "the kernel drops it in about", ownedByUs())
 	noFinding(t, r, audit.HalfOpenKeepalive, cookie(t, hc), cookie(t, hs))
 	if n := len(r.of(audit.HalfOpenKeepalive)); n != 1 {
 		t.Errorf("%d half_open_keepalive findings, want 1: %s", n, describe(r))
@@ -230,28 +217,14 @@ func TestHalfOpenKeepaliveVanishedPeer(t *testing.T) {
 func TestHalfOpenKeepaliveSockoptsSayWhenDropped(t *testing.T) {
 	p, c := acrossVeth(t, testnet.Keepalive(time.Second, time.Second, 5))
 	p.B.LinkDown()
-	opts := proc.NewOptReader()
-	defer opts.Close()
-	root := ourProc(t)
-	withOpts := func(cfg *audit.Config) {
-		cfg.Sockopts = func(s *diag.Socket) (proc.SockOpts, bool) {
-			owners, err := proc.ScanOwners(root)
-			if err != nil {
-				return proc.SockOpts{}, false
-			}
-			o, ok := owners.Lookup(s.Inode)
-			var so proc.SockOpts
-			return so, ok && opts.Read(o, s.Inode, &so) == nil
-		}
-	}
-	r := waitFor(t, p.A, withOpts, 10*time.Second, "half_open_keepalive finding", func(r result) bool {
+	r := waitFor(t, p.A, withOpts(t), 10*time.Second, "half_open_keepalive finding", func(r result) bool {
 		_, ok := r.about(audit.HalfOpenKeepalive, cookie(t, c))
 		return ok
 	})
 	f, _ := r.about(audit.HalfOpenKeepalive, cookie(t, c))
-	wantIn(t, f.Message, "after 5 probes 1s apart, the socket's TCP_KEEPINTVL and TCP_KEEPCNT")
-	if f.Sockopts == nil || f.Sockopts.KeepIdle != time.Second || f.Sockopts.KeepCnt != 5 {
-		t.Errorf("finding's options %+v, want the socket's 1s/1s/5", f.Sockopts)
+	wantIn(t, words(f), "after 5 probes 1s apart, the socket's TCP_KEEPINTVL and TCP_KEEPCNT")
+	if f.Opts == nil || f.Opts.Keepalive != (sysctl.Keepalive{Time: time.Second, Intvl: time.Second, Probes: 5}) || f.ValueFrom != audit.SourceSocket {
+		t.Errorf("finding's options %+v, want the socket's 1s/1s/5", f.Opts)
 	}
 }
 
@@ -275,7 +248,7 @@ func TestHalfOpenRetransPeerVanishesWithDataInFlight(t *testing.T) {
 	if ss := ssTimer(t, p.A, c.LocalAddr().String()); !regexp.MustCompile(`^on,[^,]*,([3-9]|\d\d)`).MatchString(ss) {
 		t.Errorf("ss shows timer:(%s), want the retransmit timer (on) with 3 or more retransmissions", ss)
 	}
-	wantIn(t, f.Message, "retransmissions and no ACK for", "14 bytes", "tcp_retries2 15 gives up in about", "15m25s", ownedByUs())
+	wantIn(t, words(f), "retransmissions and no ACK for", "14 bytes", "tcp_retries2 15 gives up in about", "15m25s", ownedByUs())
 	noFinding(t, r, audit.HalfOpenRetrans, cookie(t, hc), cookie(t, hs))
 }
 
@@ -305,7 +278,7 @@ func TestZeroWindowStallPeerStopsReading(t *testing.T) {
 	if f.Severity != audit.Warning || f.Socket.Timer != diag.TimerPersist {
 		t.Errorf("finding %s with timer %s, want a warning on a persist timer", f.Severity, f.Socket.Timer)
 	}
-	wantIn(t, f.Message, "zero window for about", "zero-window probes went out", "the peer stopped reading", "bytes wait in the send queue")
+	wantIn(t, words(f), "zero window for about", "zero-window probes went out", "the peer stopped reading", "bytes wait in the send queue")
 	noFinding(t, r, audit.ZeroWindowStall, cookie(t, hc), cookie(t, hs))
 }
 
@@ -319,7 +292,7 @@ func TestIdleNoKeepalive(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.IdleNoKeepalive, cookie(t, c))
-	wantIn(t, f.Message, "idle for", "over --max-idle 1s", "without SO_KEEPALIVE", ownedByUs())
+	wantIn(t, words(f), "idle for", "over --max-idle 1s", "without SO_KEEPALIVE", ownedByUs())
 	if f.Owner == nil || f.Owner.PID != os.Getpid() {
 		t.Errorf("owner %+v, want this process", f.Owner)
 	}
@@ -361,7 +334,7 @@ func TestIdleOverlong(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.IdleOverlong, cookie(t, c))
-	wantIn(t, f.Message, "no data sent or received for", "over --idle-limit 1s")
+	wantIn(t, words(f), "no data sent or received for", "over --idle-limit 1s")
 	noFinding(t, r, audit.IdleOverlong, cookie(t, hc))
 	if n := len(run(t, ns, nil).of(audit.IdleOverlong)); n != 0 {
 		t.Errorf("%d idle_overlong findings without --idle-limit, want 0", n)
@@ -392,7 +365,7 @@ func TestCloseWaitStale(t *testing.T) {
 		return ok
 	})
 	f, _ := r.about(audit.CloseWaitStale, cookie(t, s))
-	wantIn(t, f.Message, "in CLOSE_WAIT for about", "over --close-wait-after 1s", "close path", ownedByUs())
+	wantIn(t, words(f), "in CLOSE_WAIT for about", "over --close-wait-after 1s", "close path", ownedByUs())
 	if n := len(r.of(audit.CloseWaitStale)); n != 1 {
 		t.Errorf("%d close_wait_stale findings, want 1 (the healthy server closed): %s", n, describe(r))
 	}
@@ -418,15 +391,15 @@ func TestListenQueueFull(t *testing.T) {
 		got[f.Socket.Local.Port()] = f
 	}
 	if f := got[7070]; f.Severity != audit.Critical {
-		t.Errorf("port 7070 (2 of backlog 2): %s %q, want critical", f.Severity, f.Message)
+		t.Errorf("port 7070 (2 of backlog 2): %s %q, want critical", f.Severity, words(f))
 	} else {
-		wantIn(t, f.Message, "accept queue 2 of backlog 2", "somaxconn", ownedByUs())
+		wantIn(t, words(f), "accept queue 2 of backlog 2", "somaxconn", ownedByUs())
 	}
 	if f := got[7071]; f.Severity != audit.Warning {
-		t.Errorf("port 7071 (4 of backlog 5): %s %q, want warning", f.Severity, f.Message)
+		t.Errorf("port 7071 (4 of backlog 5): %s %q, want warning", f.Severity, words(f))
 	}
 	if f, ok := got[7072]; ok {
-		t.Errorf("healthy listener flagged: %s", f.Message)
+		t.Errorf("healthy listener flagged: %s", words(f))
 	}
 }
 
@@ -446,7 +419,7 @@ func TestPeerLimitExceeded(t *testing.T) {
 	if len(fs) != 1 {
 		t.Fatalf("%d peer_limit_exceeded findings, want 1: %s", len(fs), describe(r))
 	}
-	wantIn(t, fs[0].Message, "10.77.0.1 holds 4 connections to local port 7070 (over --max-per-peer 3)")
+	wantIn(t, words(fs[0]), "10.77.0.1 holds 4 connections to local port 7070 (over --max-per-peer 3)")
 	if fs[0].Socket == nil || fs[0].Socket.Remote.Addr() != testnet.AddrA {
 		t.Errorf("finding's socket %+v, want one from 10.77.0.1", fs[0].Socket)
 	}
@@ -472,7 +445,7 @@ func TestKeepaliveAfterPathTimeout(t *testing.T) {
 	if !ok {
 		t.Fatalf("keepalive 30s behind a 10s path not flagged: %s", describe(r))
 	}
-	wantIn(t, f.Message, "first probe comes after 30s of silence (inferred from its keepalive timer)", "--path-idle-timeout forgets an idle flow after 10s", "below 9s")
+	wantIn(t, words(f), "first probe comes after 30s of silence (inferred from its keepalive timer)", "the path (--path-idle-timeout) forgets an idle flow after 10s", "below 9s")
 	noFinding(t, r, audit.KeepaliveAfterPathTimeout, cookie(t, early), cookie(t, none))
 
 	// Without the flag, the namespace's conntrack timeout is the path's.
@@ -483,7 +456,7 @@ func TestKeepaliveAfterPathTimeout(t *testing.T) {
 	if !ok {
 		t.Fatalf("keepalive 30s behind a 10s conntrack timeout not flagged: %s", describe(r))
 	}
-	wantIn(t, f.Message, "nf_conntrack_tcp_timeout_established forgets an idle flow after 10s")
+	wantIn(t, words(f), "local conntrack (nf_conntrack_tcp_timeout_established) forgets an idle flow after 10s")
 	noFinding(t, r, audit.KeepaliveAfterPathTimeout, cookie(t, early), cookie(t, none))
 }
 
@@ -493,7 +466,7 @@ func TestSysctlRules(t *testing.T) {
 	if fs := r.of(audit.SysctlKeepaliveDefault); len(fs) != 1 || fs[0].Socket != nil {
 		t.Fatalf("fresh namespace: sysctl_keepalive_default findings %+v, want one without a socket", fs)
 	} else {
-		wantIn(t, fs[0].Message, "kernel default of 2h", "2h11m15s")
+		wantIn(t, words(fs[0]), "kernel default of 2h", "2h11m15s")
 	}
 	ns.Sysctl("net/ipv4/tcp_keepalive_time", "600")
 	if fs := run(t, ns, nil).of(audit.SysctlKeepaliveDefault); len(fs) != 0 {
@@ -501,13 +474,13 @@ func TestSysctlRules(t *testing.T) {
 	}
 	ns.LoadConntrack()
 	ns.Sysctl("net/netfilter/nf_conntrack_tcp_timeout_established", "300")
-	fs := run(t, ns, nil).of(audit.SysctlKeepaliveAfterConntrak)
+	fs := run(t, ns, nil).of(audit.SysctlKeepaliveAfterConntrack)
 	if len(fs) != 1 {
 		t.Fatalf("keepalive 600s, conntrack 300s: %d findings, want 1", len(fs))
 	}
-	wantIn(t, fs[0].Message, "tcp_keepalive_time 10m exceeds nf_conntrack_tcp_timeout_established 5m")
+	wantIn(t, words(fs[0]), "tcp_keepalive_time 10m exceeds nf_conntrack_tcp_timeout_established 5m")
 	ns.Sysctl("net/ipv4/tcp_keepalive_time", "240")
-	if fs := run(t, ns, nil).of(audit.SysctlKeepaliveAfterConntrak); len(fs) != 0 {
+	if fs := run(t, ns, nil).of(audit.SysctlKeepaliveAfterConntrack); len(fs) != 0 {
 		t.Fatalf("keepalive 240s, conntrack 300s: %+v, want no finding", fs)
 	}
 }

@@ -13,31 +13,31 @@ func TestOnly(t *testing.T) {
 	s := est(idle(2 * time.Hour)) // idle_no_keepalive and idle_overlong both
 	cfg := DefaultConfig(tunables)
 	cfg.IdleLimit = time.Hour
-	lookups := 0
-	cfg.Owner = func(*diag.Socket) (Owner, bool) { lookups++; return Owner{}, false }
+	o := &owners{}
+	cfg.Owners = o
 	codes := func(only ...Code) []Code {
 		c := cfg
 		c.Only = only
 		var got []Code
-		New(c).Check(s, func(f Finding) { got = append(got, f.Code) })
+		New(c).Check(s, func(f *Finding) { got = append(got, f.Code) })
 		return got
 	}
 	if got := codes(); len(got) != 2 {
 		t.Fatalf("without Only: %v, want idle_no_keepalive and idle_overlong", got)
 	}
-	lookups = 0
+	o.lookups = 0
 	if got := codes(IdleOverlong); len(got) != 1 || got[0] != IdleOverlong {
 		t.Fatalf("Only idle_overlong: %v", got)
 	}
-	if got := codes(HalfOpenKeepalive); len(got) != 0 || lookups != 1 {
+	if got := codes(HalfOpenKeepalive); len(got) != 0 || o.lookups != 1 {
 		// One lookup: the idle_overlong run above; none for a rule not run.
-		t.Fatalf("Only half_open_keepalive: %v, %d owner lookups", got, lookups)
+		t.Fatalf("Only half_open_keepalive: %v, %d owner lookups", got, o.lookups)
 	}
 }
 
 func TestCodeTunable(t *testing.T) {
 	for _, c := range Codes {
-		want := c == SysctlKeepaliveDefault || c == SysctlKeepaliveAfterConntrak
+		want := c == SysctlKeepaliveDefault || c == SysctlKeepaliveAfterConntrack
 		if c.Tunable() != want {
 			t.Errorf("%s.Tunable() = %v", c, !want)
 		}

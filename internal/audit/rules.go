@@ -1,18 +1,17 @@
 package audit
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
-// A socketRule looks at one socket and says whether, how badly and why it is
-// flagged. Rules must not keep s.
+// A socketRule looks at one socket and says whether it is flagged, filling in
+// the finding's severity and facts. Rules must not keep s.
 type socketRule struct {
 	code  Code
-	check func(c *sockCtx, s *diag.Socket) (Severity, string, bool)
+	check func(c *sockCtx, s *diag.Socket, f *Finding) bool
 }
 
 // socketRules are the per-socket rules, in DESIGN.md's order.
@@ -30,104 +29,100 @@ var socketRules = []socketRule{
 // A tunableRule looks at the namespace's tunables.
 type tunableRule struct {
 	code  Code
-	check func(t sysctl.Tunables) (Severity, string, bool)
+	check func(t sysctl.Tunables, f *Finding) bool
 }
 
 var tunableRules = []tunableRule{
 	{SysctlKeepaliveDefault, sysctlKeepaliveDefault},
-	{SysctlKeepaliveAfterConntrak, sysctlKeepaliveAfterConntrack},
+	{SysctlKeepaliveAfterConntrack, sysctlKeepaliveAfterConntrack},
 }
 
 // halfOpenKeepalive: the keepalive timer is armed and at least one probe went
 // unanswered. A live peer answers the first probe, which resets the count.
-func halfOpenKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
-	if s.Timer != diag.TimerKeepalive || s.TimerRetrans < 1 || !probedState(s.State) {
-		return 0, "", false
+func halfOpenKeepalive(c *sockCtx, s *diag.Socket, f *Finding) bool {
+	if s.Timer != diag.TimerKeepalive || s.TimerRetrans < 1 || !liveState(s.State) {
+		return false
 	}
 	p := c.keepaliveParams()
 	n := int(s.TimerRetrans)
 	// When the timer fires with probes_out >= cnt the kernel resets the
 	// connection; otherwise it sends one more probe and waits intvl.
 	drop := s.TimerExpires
-	if n < p.cnt {
-		drop += time.Duration(p.cnt-n) * p.intvl
+	if n < p.Probes {
+		drop += time.Duration(p.Probes-n) * p.Intvl
 	}
-	when := fmt.Sprintf("the kernel drops it in about %s (after %d probes %s apart, %s)", dur(drop), p.cnt, dur(p.intvl), p.src)
-	if _, real := c.sockopts(); !real && n > p.cnt {
+	f.Severity, f.Remedy = Critical, RemedyClose
+	f.Count, f.Value = n, recvSilence(s)
+	f.Keepalive, f.ValueFrom = p, c.paramsFrom()
+	f.DropIn, f.DropBy = drop, DropKeepaliveProbes
+	if _, real := c.sockopts(); !real && n > p.Probes {
 		// More probes out than the namespace allows: the socket sets its own
 		// TCP_KEEPCNT, so the namespace's values cannot say when it ends.
-		when = "when the kernel drops it depends on the socket's own TCP_KEEPCNT (--sockopts reads it)"
+		f.DropIn, f.DropBy = 0, DropUnknown
 	}
-	return Critical, fmt.Sprintf(
-		"%s to %s: %d keepalive %s unanswered and nothing received for %s, the peer is gone (crashed, cut off, or a middlebox forgot the flow); %s%s; close it now with tcpkeep kill --finding half_open_keepalive",
-		s.Local, s.Remote, n, plural(n, "probe", "probes"), dur(recvSilence(s)), when, c.ownerText()), true
+	return true
 }
 
 // halfOpenRetrans: data is in flight and the retransmission timer has fired at
-// least --retrans-threshold times in a row: the peer acknowledges nothing.
-func halfOpenRetrans(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+// least RetransThreshold times in a row: the peer acknowledges nothing.
+func halfOpenRetrans(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	th := c.a.cfg.RetransThreshold
 	if th < 1 {
 		th = DefaultRetransThreshold
 	}
-	if s.Timer != diag.TimerRetransmit || int(s.TimerRetrans) < th || !dataState(s.State) {
-		return 0, "", false
+	if s.Timer != diag.TimerRetransmit || int(s.TimerRetrans) < th || !liveState(s.State) {
+		return false
 	}
 	silent := s.Info.LastAckRecv
-	var until string
+	f.Severity, f.Remedy = Critical, RemedyUserTimeout
+	f.Count, f.Limit, f.Value = int(s.TimerRetrans), th, silent
 	if o, ok := c.sockopts(); ok && o.UserTimeout > 0 {
-		until = fmt.Sprintf("TCP_USER_TIMEOUT gives up in about %s (after %s without an ACK)", dur(left(o.UserTimeout, silent)), dur(o.UserTimeout))
-	} else if orphan(s) {
-		// The application closed it: tcp_orphan_retries governs, not tcp_retries2.
+		f.DropBy, f.DropAfter, f.DropIn = DropUserTimeout, o.UserTimeout, left(o.UserTimeout, silent)
+	} else if Orphan(s) {
+		// The application closed it: tcp_orphan_retries governs, not tcp_retries2,
+		// and there is no application left to set anything in.
 		n := 0
 		if v := c.a.cfg.Tunables.OrphanRetries; v != nil {
 			n = *v
 		}
 		r := sysctl.OrphanRetries(n)
 		g := sysctl.RetransGiveUp(r)
-		until = fmt.Sprintf("the application has closed it, so tcp_orphan_retries (%d retransmissions) gives up in about %s (%s after the first retransmission)", r, dur(left(g, silent)), dur(g))
+		f.DropBy, f.Retries, f.DropAfter, f.DropIn = DropOrphanRetries, r, g, left(g, silent)
+		f.Remedy = RemedyClose
 	} else if r2 := c.a.cfg.Tunables.Retries2; r2 != nil {
 		g := sysctl.RetransGiveUp(*r2)
-		until = fmt.Sprintf("tcp_retries2 %d gives up in about %s (%s after the first retransmission, longer on a slow path)", *r2, dur(left(g, silent)), dur(g))
-	} else {
-		until = "tcp_retries2 is unknown, so when the kernel gives up is too"
+		f.DropBy, f.Retries, f.DropAfter, f.DropIn = DropRetries2, *r2, g, left(g, silent)
 	}
-	return Critical, fmt.Sprintf(
-		"%s to %s: %d retransmissions and no ACK for %s with %d bytes unsent or unacknowledged, the peer is gone or the path drops its packets; %s%s; set TCP_USER_TIMEOUT in the application to give up sooner",
-		s.Local, s.Remote, s.TimerRetrans, dur(silent), s.SendQ, until, c.ownerText()), true
+	return true
 }
 
 // zeroWindowStall: the persist timer is pending (the peer advertises a zero
 // window) and at least ZeroWindowProbes probes were sent. The kernel resets the
 // unanswered count (timer_retrans) on every answer, so a live peer that stopped
 // reading shows its probes in the backoff, which only an opening window resets.
-func zeroWindowStall(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+func zeroWindowStall(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	if s.Timer != diag.TimerPersist {
-		return 0, "", false
+		return false
 	}
 	probes := max(int(s.TimerRetrans), int(s.Info.Backoff))
 	if probes < ZeroWindowProbes {
-		return 0, "", false
+		return false
 	}
-	what := "the peer stopped reading"
-	if s.TimerRetrans >= ZeroWindowProbes {
-		what = fmt.Sprintf("and the last %d went unanswered: the peer may be gone too", s.TimerRetrans)
-	}
-	return Warning, fmt.Sprintf(
-		"%s to %s: the peer has advertised a zero window for about %s and %d zero-window probes went out, %s; %d bytes wait in the send queue%s; fix the reader at %s or bound the wait with TCP_USER_TIMEOUT",
-		s.Local, s.Remote, dur(s.Info.LastDataSent), probes, what, s.SendQ, c.ownerText(), s.Remote), true
+	f.Severity, f.Remedy = Warning, RemedyFixReader
+	f.Count, f.Limit, f.Value = probes, ZeroWindowProbes, s.Info.LastDataSent
+	return true
 }
 
 // idleNoKeepalive: an ESTABLISHED connection without keepalive has been idle for
-// --max-idle: if its peer died, nothing would ever notice.
-func idleNoKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+// MaxIdle: if its peer died, nothing would ever notice.
+func idleNoKeepalive(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	max := c.a.cfg.MaxIdle
 	if s.State != diag.StateEstablished || max <= 0 || s.Info.Len == 0 {
-		return 0, "", false
+		return false
 	}
 	idle := s.Idle()
 	if idle < max {
-		return 0, "", false
+		return false
 	}
 	armed, known := s.KeepaliveArmed()
 	if !known {
@@ -135,189 +130,165 @@ func idleNoKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 		// owner's socket option can tell.
 		o, ok := c.sockopts()
 		if !ok {
-			return 0, "", false
+			return false
 		}
-		armed = o.KeepAlive
+		armed = o.KeepaliveOn
 	}
 	if armed {
-		return 0, "", false
+		return false
 	}
-	return Warning, fmt.Sprintf(
-		"%s to %s: idle for %s (over --max-idle %s) without SO_KEEPALIVE%s, so a dead peer would never be noticed; set SO_KEEPALIVE in the application (with TCP_KEEPIDLE below the path's idle timeout)",
-		s.Local, s.Remote, dur(idle), dur(max), c.ownerText()), true
+	f.Severity, f.Remedy = Warning, RemedyKeepalive
+	f.Value, f.Threshold = idle, max
+	return true
 }
 
-// idleOverlong: the operator's policy, no reads or writes for --idle-limit.
-func idleOverlong(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+// idleOverlong: the operator's policy, no reads or writes for IdleLimit.
+func idleOverlong(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	lim := c.a.cfg.IdleLimit
 	if lim <= 0 || s.State != diag.StateEstablished || s.Info.Len == 0 {
-		return 0, "", false
+		return false
 	}
 	idle := s.Idle()
 	if idle < lim {
-		return 0, "", false
+		return false
 	}
-	return Warning, fmt.Sprintf(
-		"%s to %s: no data sent or received for %s (over --idle-limit %s)%s; close it in the application, or with tcpkeep kill --finding idle_overlong",
-		s.Local, s.Remote, dur(idle), dur(lim), c.ownerText()), true
+	f.Severity, f.Remedy = Warning, RemedyClose
+	f.Value, f.Threshold = idle, lim
+	return true
 }
 
 // keepaliveAfterPathTimeout: keepalive is armed, but its first probe comes after
-// the path (--path-idle-timeout, or local conntrack) has forgotten the flow.
-func keepaliveAfterPathTimeout(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+// the path (PathIdleTimeout, or local conntrack) has forgotten the flow.
+func keepaliveAfterPathTimeout(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	path, src := c.a.pathTO, c.a.pathSrc
 	if path <= 0 || s.State != diag.StateEstablished {
-		return 0, "", false
+		return false
 	}
-	idle, how, ok := c.effectiveKeepIdle()
+	idle, from, ok := c.effectiveKeepIdle()
 	if !ok || idle <= path {
-		return 0, "", false
+		return false
 	}
-	return Warning, fmt.Sprintf(
-		"%s to %s: keepalive's first probe comes after %s of silence (%s), but %s forgets an idle flow after %s, so the probe finds the flow gone%s; set TCP_KEEPIDLE (or tcp_keepalive_time) below %s",
-		s.Local, s.Remote, dur(idle), how, src, dur(path), c.ownerText(), dur(path*9/10)), true
+	f.Severity, f.Remedy = Warning, RemedyTune
+	if from == SourceSocket {
+		f.Remedy = RemedySocketKeepidle
+	}
+	f.Value, f.ValueFrom, f.Threshold, f.ThresholdFrom = idle, from, path, src
+	return true
 }
 
 // closeWaitStale: the peer closed its end long ago and the application never
 // closed its own: a descriptor leak in the making.
-func closeWaitStale(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+func closeWaitStale(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	after := c.a.cfg.CloseWaitAfter
 	if s.State != diag.StateCloseWait || s.Info.Len == 0 {
-		return 0, "", false
+		return false
 	}
 	idle := s.Idle()
 	if idle < after {
-		return 0, "", false
+		return false
 	}
-	return Warning, fmt.Sprintf(
-		"%s to %s: in CLOSE_WAIT for about %s (over --close-wait-after %s): the peer closed, the application never did%s; fix the application's close path (close the socket on EOF or error)",
-		s.Local, s.Remote, dur(idle), dur(after), c.ownerText()), true
+	f.Severity, f.Remedy = Warning, RemedyFixClose
+	f.Value, f.Threshold = idle, after
+	return true
 }
 
 // listenQueueFull: the accept queue of a listener is at its backlog (critical)
 // or at 80% of it (warning): new connections are dropped while the application
 // does not accept.
-func listenQueueFull(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
+func listenQueueFull(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	if s.State != diag.StateListen || s.RecvQ == 0 {
-		return 0, "", false
+		return false
 	}
 	q, backlog := uint64(s.RecvQ), uint64(s.SendQ)
-	var sev Severity
 	switch {
 	case q >= backlog:
-		sev = Critical
+		f.Severity = Critical
 	case q*5 >= backlog*4:
-		sev = Warning
+		f.Severity = Warning
 	default:
-		return 0, "", false
+		return false
 	}
-	return sev, fmt.Sprintf(
-		"listener %s: accept queue %d of backlog %d, new connections are dropped once it is full%s; accept faster in the application, or raise the backlog (listen() and net.core.somaxconn)",
-		s.Local, q, backlog, c.ownerText()), true
-}
-
-// countPeer counts connections per remote address and local port, for
-// peer_limit_exceeded. It keeps one copy of a socket only for peers over the limit.
-func (a *Auditor) countPeer(s *diag.Socket) {
-	if a.peers == nil || !connState(s.State) {
-		return
-	}
-	k := peerKey{remote: s.Remote.Addr().Unmap(), port: s.Local.Port()}
-	p := a.peers[k]
-	if p == nil {
-		p = &peerCount{}
-		a.peers[k] = p
-	}
-	p.n++
-	if p.n == a.cfg.MaxPerPeer+1 {
-		cp := *s
-		p.first = &cp
-	}
-}
-
-// peerLimitFinding is peer_limit_exceeded for one peer.
-func peerLimitFinding(limit int, k peerKey, p *peerCount) Finding {
-	return Finding{Code: PeerLimitExceeded, Severity: Warning, Socket: p.first, Message: fmt.Sprintf(
-		"%s holds %d connections to local port %d (over --max-per-peer %d): a client that leaks connections or a flood; list them with tcpkeep conns --dst %s --sport %d, close them with tcpkeep kill --max-per-peer %d",
-		k.remote, p.n, k.port, limit, k.remote, k.port, limit)}
+	f.Remedy = RemedyAcceptFaster
+	f.Count, f.Limit = int(q), int(backlog)
+	return true
 }
 
 // sysctlKeepaliveDefault: tcp_keepalive_time is still the kernel's 2 hours.
-func sysctlKeepaliveDefault(t sysctl.Tunables) (Severity, string, bool) {
+func sysctlKeepaliveDefault(t sysctl.Tunables, f *Finding) bool {
 	if t.Time != sysctl.Defaults.Time {
-		return 0, "", false
+		return false
 	}
-	return Warning, fmt.Sprintf(
-		"tcp_keepalive_time is the kernel default of %s: a dead idle peer is found after %s, long after most NAT gateways, firewalls and load balancers (4 to 20 minutes) forgot the flow; lower it with tcpkeep sysctl recommend --apply",
-		dur(t.Time), dur(t.DeadPeerDetect())), true
+	f.Severity, f.Remedy = Warning, RemedyTune
+	f.Value, f.Keepalive, f.ValueFrom = t.Time, t.Keepalive, SourceNamespace
+	return true
 }
 
 // sysctlKeepaliveAfterConntrack: local conntrack forgets idle flows before the
 // first keepalive probe.
-func sysctlKeepaliveAfterConntrack(t sysctl.Tunables) (Severity, string, bool) {
+func sysctlKeepaliveAfterConntrack(t sysctl.Tunables, f *Finding) bool {
 	ct := t.ConntrackEstablished
 	if ct == nil || t.Time <= *ct {
-		return 0, "", false
+		return false
 	}
-	return Warning, fmt.Sprintf(
-		"tcp_keepalive_time %s exceeds nf_conntrack_tcp_timeout_established %s: local conntrack forgets an idle flow before its first keepalive probe; lower it with tcpkeep sysctl recommend --behind conntrack --apply",
-		dur(t.Time), dur(*ct)), true
+	f.Severity, f.Remedy = Warning, RemedyTune
+	f.Value, f.ValueFrom, f.Threshold, f.ThresholdFrom = t.Time, SourceNamespace, *ct, SourceConntrack
+	f.Keepalive = t.Keepalive
+	return true
 }
 
-// keepaliveParams are the probe interval and count a socket's keepalive uses.
-type keepaliveParams struct {
-	intvl time.Duration
-	cnt   int
-	src   string
+// keepaliveParams are the keepalive values a socket uses: its own where they
+// were read, else the namespace's (which it may override unseen).
+func (c *sockCtx) keepaliveParams() sysctl.Keepalive {
+	if o, ok := c.sockopts(); ok && o.Keepalive.Intvl > 0 && o.Keepalive.Probes > 0 {
+		return o.Keepalive
+	}
+	return c.a.cfg.Tunables.Keepalive
 }
 
-func (c *sockCtx) keepaliveParams() keepaliveParams {
-	if o, ok := c.sockopts(); ok && o.KeepIntvl > 0 && o.KeepCnt > 0 {
-		return keepaliveParams{o.KeepIntvl, o.KeepCnt, "the socket's TCP_KEEPINTVL and TCP_KEEPCNT"}
+// paramsFrom says where keepaliveParams came from.
+func (c *sockCtx) paramsFrom() Source {
+	if o, ok := c.sockopts(); ok && o.Keepalive.Intvl > 0 && o.Keepalive.Probes > 0 {
+		return SourceSocket
 	}
-	t := c.a.cfg.Tunables
-	return keepaliveParams{t.Intvl, t.Probes, "the namespace's tunables, unless the socket sets its own: --sockopts reads them"}
+	return SourceNamespace
 }
 
 // effectiveKeepIdle is how long the socket's connection stays silent before
-// keepalive's first probe: the owner's TCP_KEEPIDLE with --sockopts; otherwise
-// inferred from the armed timer (it fires keepidle after the last packet
-// received, so expiry + time since that packet; a lower bound if data arrived
-// since the timer was last armed); otherwise the sysctl. ok is false when
-// keepalive is off or cannot be told.
-func (c *sockCtx) effectiveKeepIdle() (d time.Duration, how string, ok bool) {
+// keepalive's first probe: the owner's TCP_KEEPIDLE where it was read;
+// otherwise inferred from the armed timer (it fires keepidle after the last
+// packet received, so expiry + time since that packet; a lower bound if data
+// arrived since the timer was last armed); otherwise the sysctl. ok is false
+// when keepalive is off or cannot be told.
+func (c *sockCtx) effectiveKeepIdle() (d time.Duration, from Source, ok bool) {
 	s := c.s
 	if o, ok := c.sockopts(); ok {
-		if !o.KeepAlive {
-			return 0, "", false
+		if !o.KeepaliveOn {
+			return 0, SourceNone, false
 		}
-		if o.KeepIdle > 0 {
-			return o.KeepIdle, "the socket's TCP_KEEPIDLE", true
+		if o.Keepalive.Time > 0 {
+			return o.Keepalive.Time, SourceSocket, true
 		}
 	}
 	armed, known := s.KeepaliveArmed()
-	if known && !armed {
-		return 0, "", false
-	}
-	if !known {
-		return 0, "", false
+	if !known || !armed {
+		return 0, SourceNone, false
 	}
 	if s.Timer == diag.TimerKeepalive && s.TimerRetrans > 0 {
 		// Probes are out: the timer now counts the interval, not the idle
 		// time, and the sysctl would be a guess (the socket may set its own).
 		// half_open_keepalive speaks for this socket.
-		return 0, "", false
+		return 0, SourceNone, false
 	}
 	if s.Timer == diag.TimerKeepalive && s.Info.Len > 0 {
 		d := (s.TimerExpires + recvSilence(s)).Round(time.Second)
-		return d, "inferred from its keepalive timer", true
+		return d, SourceTimer, true
 	}
-	return c.a.cfg.Tunables.Time, "tcp_keepalive_time", true
+	return c.a.cfg.Tunables.Time, SourceNamespace, true
 }
 
-// orphan: a socket the application has closed while the kernel still finishes
-// the connection. It has no file, so no inode.
-func orphan(s *diag.Socket) bool {
+// Orphan reports a socket the application has closed while the kernel still
+// finishes the connection. It has no file, so no inode.
+func Orphan(s *diag.Socket) bool {
 	if s.Inode != 0 {
 		return false
 	}
@@ -334,19 +305,16 @@ func recvSilence(s *diag.Socket) time.Duration {
 	return min(s.Info.LastDataRecv, s.Info.LastAckRecv)
 }
 
-// probedState: states in which the keepalive timer sends probes (not FIN_WAIT2,
-// where sk_timer is the FIN_WAIT2 timeout, nor states without a connection).
-func probedState(st diag.State) bool {
+// liveState: states whose connection the kernel still times, by keepalive probes
+// or by retransmissions: not FIN_WAIT2 (where sk_timer is the FIN_WAIT2
+// timeout), not the handshake (tcp_syn_retries), not states without a connection.
+func liveState(st diag.State) bool {
 	switch st {
 	case diag.StateEstablished, diag.StateCloseWait, diag.StateFinWait1, diag.StateClosing, diag.StateLastAck:
 		return true
 	}
 	return false
 }
-
-// dataState: states in which unacknowledged data can be retransmitted (not the
-// handshake, which tcp_syn_retries governs).
-func dataState(st diag.State) bool { return probedState(st) }
 
 // connState: states that hold a connection from a peer, for per-peer counting.
 func connState(st diag.State) bool {
@@ -362,31 +330,4 @@ func left(total, spent time.Duration) time.Duration {
 		return 0
 	}
 	return total - spent
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-// dur writes a duration for people: "2h11m15s", "75s", "1.5s", "300ms".
-func dur(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return "0s"
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < 10*time.Second:
-		return d.Round(100 * time.Millisecond).String()
-	}
-	s := d.Round(time.Second).String()
-	if len(s) > 3 && s[len(s)-3:] == "m0s" {
-		s = s[:len(s)-2]
-	}
-	if len(s) > 3 && s[len(s)-3:] == "h0m" {
-		s = s[:len(s)-2]
-	}
-	return s
 }

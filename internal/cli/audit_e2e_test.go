@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -12,34 +11,6 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
-
-// ndjsonRecords parses every line of ndjson output; each must be a JSON object
-// with the header every record has.
-func ndjsonRecords(t *testing.T, out, netns string) []map[string]any {
-	t.Helper()
-	var recs []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("not JSON: %v: %s", err, sc.Text())
-		}
-		for _, k := range []string{"type", "ts", "host", "netns"} {
-			if _, ok := m[k]; !ok {
-				t.Fatalf("record without %q: %s", k, sc.Text())
-			}
-		}
-		if _, err := time.Parse(time.RFC3339, m["ts"].(string)); err != nil || !strings.HasSuffix(m["ts"].(string), "Z") {
-			t.Errorf("ts %q is not RFC 3339 in UTC", m["ts"])
-		}
-		if m["netns"] != netns {
-			t.Errorf("netns %q, want %q", m["netns"], netns)
-		}
-		recs = append(recs, m)
-	}
-	return recs
-}
 
 // promtool checks prom output with Prometheus's own linter.
 func promtool(t *testing.T, metrics []byte) {
@@ -60,9 +31,9 @@ func promtool(t *testing.T, metrics []byte) {
 
 func TestAuditEndToEnd(t *testing.T) {
 	ns := testnet.NewNS(t) // fresh: tcp_keepalive_time is the 7200 s default
-	bin := buildTcpkeep(t, t.TempDir())
 	audit := func(args ...string) (string, string, int) {
-		return runBin(t, bin, append([]string{"--netns", ns.Name, "audit"}, args...)...)
+		r := runBin(t, append([]string{"--netns", ns.Name, "audit"}, args...)...)
+		return r.stdout, r.stderr, r.code
 	}
 
 	// A healthy connection with keepalive, present throughout.
@@ -86,8 +57,8 @@ func TestAuditEndToEnd(t *testing.T) {
 		t.Fatalf("tuned, healthy: exit %d, want 0 and one line:\n%s%s", code, out, errOut)
 	}
 	out, _, _ = audit("-o", "ndjson")
-	recs := ndjsonRecords(t, out, ns.Name)
-	if len(recs) != 1 || recs[0]["type"] != "summary" || recs[0]["worst"] != "none" {
+	recs := records(t, out, ns.Name)
+	if len(recs) != 1 || recs[0]["type"] != "audit_summary" || recs[0]["worst"] != "none" || recs[0]["interrupted"] != false {
 		t.Fatalf("healthy ndjson: %v, want only a summary with worst none", recs)
 	}
 
@@ -97,22 +68,17 @@ func TestAuditEndToEnd(t *testing.T) {
 	// Owners are looked up for flagged sockets only, with one scan of /proc:
 	// seconds on a machine with half a million descriptors open.
 	var finding map[string]any
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !testnet.Poll(20*time.Second, func() bool {
 		out, _, code = audit("--max-idle", "1s", "-o", "ndjson")
-		recs = ndjsonRecords(t, out, ns.Name)
+		recs = records(t, out, ns.Name)
 		for _, r := range recs {
 			if r["type"] == "finding" && r["code"] == "idle_no_keepalive" {
 				finding = r
 			}
 		}
-		if finding != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no idle_no_keepalive after 20s:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return finding != nil
+	}) {
+		t.Fatalf("no idle_no_keepalive after 20s:\n%s", out)
 	}
 	if code != 1 {
 		t.Errorf("idle_no_keepalive: exit %d, want 1", code)
@@ -127,7 +93,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	// --sockopts: the owner's real options ride along.
 	out, _, _ = audit("--max-idle", "1s", "-o", "ndjson", "--sockopts")
 	var withOpts map[string]any
-	for _, r := range ndjsonRecords(t, out, ns.Name) {
+	for _, r := range records(t, out, ns.Name) {
 		if r["code"] == "idle_no_keepalive" {
 			withOpts, _ = r["socket"].(map[string]any)
 		}
@@ -136,7 +102,7 @@ func TestAuditEndToEnd(t *testing.T) {
 		t.Errorf("--sockopts: finding's socket %v, want so_keepalive false and keepidle_s 120 (the namespace's)", withOpts)
 	}
 	sum := recs[len(recs)-1]
-	if sum["type"] != "summary" || sum["worst"] != "warning" {
+	if sum["type"] != "audit_summary" || sum["worst"] != "warning" {
 		t.Fatalf("last record %v, want the summary", sum)
 	}
 	if f, _ := sum["findings"].(map[string]any); f["idle_no_keepalive"] != 1.0 {
@@ -223,7 +189,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	pf := filepath.Join(dir, "tcpkeep.prom")
 	out, _, code = audit("--prom-file", pf, "-o", "ndjson")
-	if code != 2 || !strings.Contains(out, `"type":"summary"`) {
+	if code != 2 || !strings.Contains(out, `"type":"audit_summary"`) {
 		t.Errorf("--prom-file with -o ndjson: exit %d, stdout %q", code, out)
 	}
 	b, err := os.ReadFile(pf)
@@ -240,8 +206,6 @@ func TestAuditEndToEnd(t *testing.T) {
 }
 
 func TestAuditCannotAuditExits3(t *testing.T) {
-	testnet.RequireRoot(t)
-	bin := buildTcpkeep(t, t.TempDir())
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -249,17 +213,18 @@ func TestAuditCannotAuditExits3(t *testing.T) {
 	}{
 		{"unknown flag", []string{"audit", "--max-idel", "5m"}, "unknown flag: --max-idel"},
 		{"bad duration", []string{"audit", "--max-idle", "5 minutes"}, "--max-idle"},
-		{"zero max-idle", []string{"audit", "--max-idle", "0"}, "--max-idle 0s: want a positive duration"},
+		{"zero max-idle", []string{"audit", "--max-idle", "0"}, "--max-idle 0s: want at least 1ms"},
 		{"bad fail-on", []string{"audit", "--fail-on", "error"}, "--fail-on \"error\": want info, warning or critical"},
 		{"bad retrans threshold", []string{"audit", "--retrans-threshold", "0"}, "--retrans-threshold"},
-		{"bad output", []string{"-o", "yaml", "audit"}, `-o "yaml": this command writes table, json, ndjson, prom`},
+		{"bad output", []string{"-o", "yaml", "audit"}, `-o "yaml": this command writes table, json, ndjson or prom`},
 		{"bad state", []string{"audit", "--state", "establish"}, "--state"},
 		{"stray argument", []string{"audit", "now"}, `unexpected argument "now"`},
 		{"no such namespace", []string{"--netns", "tk-does-not-exist", "audit"}, "no such network namespace"},
 		{"prom-file in a missing directory", []string{"audit", "--prom-file", "/nonexistent/dir/x.prom"}, "--prom-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, errOut, code := runBin(t, bin, tc.args...)
+			r := runBin(t, tc.args...)
+			out, errOut, code := r.stdout, r.stderr, r.code
 			if code != 3 {
 				t.Fatalf("exit %d, want 3 (could not audit); stdout %q stderr %q", code, out, errOut)
 			}
@@ -270,8 +235,8 @@ func TestAuditCannotAuditExits3(t *testing.T) {
 	}
 	// A failed audit still tells node_exporter so.
 	pf := filepath.Join(t.TempDir(), "tcpkeep.prom")
-	if _, _, code := runBin(t, bin, "--netns", "tk-does-not-exist", "audit", "--prom-file", pf); code != 3 {
-		t.Fatalf("failed audit with --prom-file: exit %d, want 3", code)
+	if r := runBin(t, "--netns", "tk-does-not-exist", "audit", "--prom-file", pf); r.code != 3 {
+		t.Fatalf("failed audit with --prom-file: exit %d, want 3", r.code)
 	}
 	b, err := os.ReadFile(pf)
 	if err != nil || !strings.Contains(string(b), `tcpkeep_audit_success{netns="tk-does-not-exist"} 0`) {
@@ -280,7 +245,8 @@ func TestAuditCannotAuditExits3(t *testing.T) {
 	promtool(t, b)
 
 	// -h is help, not a failure.
-	out, _, code := runBin(t, bin, "audit", "-h")
+	r := runBin(t, "audit", "-h")
+	out, code := r.stdout, r.code
 	if code != 0 || !strings.Contains(out, "*/5 * * * *") || !strings.Contains(out, "--fail-on") {
 		t.Fatalf("audit -h: exit %d, want 0 and the help with a cron line:\n%s", code, out)
 	}

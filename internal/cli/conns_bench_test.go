@@ -125,7 +125,7 @@ func benchNamespaces(b *testing.B, fn func(b *testing.B, bin string, ns *testnet
 	if _, err := os.Stat(gnuTime); err != nil {
 		b.Fatalf("%s measures peak RSS: apt-get install time", gnuTime)
 	}
-	bin := buildTcpkeep(b, b.TempDir())
+	bin := tcpkeepBin
 	for _, n := range testnet.BenchSockets(b) {
 		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
 			ns := testnet.NewNS(b)

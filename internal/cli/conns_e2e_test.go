@@ -1,71 +1,34 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
 
-// buildTcpkeep builds the binary into dir and returns its path.
-func buildTcpkeep(t testing.TB, dir string) string {
+// connsRecords splits conns' ndjson output into its socket records and its
+// summary, which must come last.
+func connsRecords(t *testing.T, out string) (sockets []map[string]any, summary map[string]any) {
 	t.Helper()
-	bin := filepath.Join(dir, "tcpkeep")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// runBin runs the binary and returns stdout, stderr and the exit code.
-func runBin(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return out.String(), errb.String(), 0
-	case errors.As(err, &ee):
-		return out.String(), errb.String(), ee.ExitCode()
-	}
-	t.Fatalf("run %v: %v", args, err)
-	return "", "", -1
-}
-
-// records parses ndjson output by type; every line must be JSON.
-func records(t *testing.T, out string) (sockets []map[string]any, summary map[string]any) {
-	t.Helper()
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("not JSON: %v: %s", err, sc.Text())
-		}
+	for _, m := range records(t, out, "") {
 		switch m["type"] {
 		case "socket":
 			if summary != nil {
-				t.Fatalf("socket record after the summary: %s", sc.Text())
+				t.Fatalf("socket record after the summary: %v", m)
 			}
 			sockets = append(sockets, m)
-		case "summary":
+		case "conns_summary":
 			summary = m
 		default:
-			t.Fatalf("unexpected record type: %s", sc.Text())
+			t.Fatalf("unexpected record type: %v", m)
 		}
 	}
 	if summary == nil {
@@ -97,8 +60,6 @@ func ssCount(t *testing.T, ns string) int {
 // TestConnsEndToEnd builds tcpkeep, puts known sockets in a namespace and reads
 // them back through `tcpkeep --netns NAME conns`.
 func TestConnsEndToEnd(t *testing.T) {
-	testnet.RequireRoot(t)
-	bin := buildTcpkeep(t, t.TempDir())
 	p := testnet.NewPair(t)
 	l4 := p.B.Listen("10.77.0.2:7070")
 	l6 := p.B.Listen("[fd77::2]:7070")
@@ -107,26 +68,23 @@ func TestConnsEndToEnd(t *testing.T) {
 	ka := p.A.Dial("10.77.0.2:7070", testnet.Keepalive(3*time.Second, time.Second, 5))
 	plain := p.A.Dial("10.77.0.2:7070")
 	ka6 := p.A.Dial("[fd77::2]:7070", testnet.Keepalive(20*time.Second, 2*time.Second, 4),
-		testnet.Control(func(fd int) error { return setUserTimeout(fd, 7000) }))
+		testnet.Control(func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 7000) }))
 	cookie := testnet.Cookie(t, ka)
 
 	// The pending timer settles to keepalive once the handshake's ACKs are done.
 	var socks []map[string]any
 	var summary map[string]any
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		out, errOut, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-o", "ndjson", "-p", "--sockopts")
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut)
+	var r result
+	if !testnet.Poll(5*time.Second, func() bool {
+		r = runBin(t, "--netns", p.A.Name, "conns", "-o", "ndjson", "-p", "--sockopts")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		socks, summary = records(t, out)
-		if s := byLocal(socks, localOf(ka)); s != nil && s["timer"] == "keepalive" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no keepalive timer on %s in:\n%s", localOf(ka), out)
-		}
-		time.Sleep(50 * time.Millisecond)
+		socks, summary = connsRecords(t, r.stdout)
+		s := byLocal(socks, localOf(ka))
+		return s != nil && s["timer"] == "keepalive"
+	}) {
+		t.Fatalf("no keepalive timer on %s in:\n%s", localOf(ka), r.stdout)
 	}
 	if len(socks) != 3 || summary["sockets"] != 3.0 {
 		t.Fatalf("%d socket records, summary %v; want the 3 connections", len(socks), summary)
@@ -179,11 +137,11 @@ func TestConnsEndToEnd(t *testing.T) {
 	}
 
 	t.Run("all states match ss", func(t *testing.T) {
-		out, errOut, code := runBin(t, bin, "--netns", p.B.Name, "conns", "--state", "all", "-o", "ndjson")
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut)
+		r := runBin(t, "--netns", p.B.Name, "conns", "--state", "all", "-o", "ndjson")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		socks, _ := records(t, out)
+		socks, _ := connsRecords(t, r.stdout)
 		if n := ssCount(t, p.B.Name); len(socks) != n || n != 5 {
 			t.Errorf("%d records, ss sees %d; want 5 (2 listeners, 3 accepted)", len(socks), n)
 		}
@@ -203,30 +161,32 @@ func TestConnsEndToEnd(t *testing.T) {
 			{[]string{"--sport", localPortOf(plain)}, 1},
 		} {
 			args := append([]string{"--netns", p.A.Name, "conns", "-o", "ndjson"}, tc.args...)
-			out, errOut, code := runBin(t, bin, args...)
-			if code != 0 {
-				t.Fatalf("%v: exit %d: %s", tc.args, code, errOut)
+			r := runBin(t, args...)
+			if r.code != 0 {
+				t.Fatalf("%v: exit %d: %s", tc.args, r.code, r.stderr)
 			}
-			if socks, _ := records(t, out); len(socks) != tc.want {
+			if socks, _ := connsRecords(t, r.stdout); len(socks) != tc.want {
 				t.Errorf("%v: %d records, want %d", tc.args, len(socks), tc.want)
 			}
 		}
 	})
 	t.Run("json document", func(t *testing.T) {
-		out, errOut, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-o", "json")
+		r := runBin(t, "--netns", p.A.Name, "conns", "-o", "json")
 		var doc struct {
+			Type    string           `json:"type"`
 			Sockets []map[string]any `json:"sockets"`
 			Summary map[string]any   `json:"summary"`
 		}
-		if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Sockets) != 3 || doc.Summary["sockets"] != 3.0 {
-			t.Errorf("exit %d, stderr %q, document:\n%s", code, errOut, out)
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &doc) != nil || doc.Type != "conns" || len(doc.Sockets) != 3 || doc.Summary["sockets"] != 3.0 {
+			t.Errorf("exit %d, stderr %q, document:\n%s", r.code, r.stderr, r.stdout)
 		}
 	})
 	t.Run("table", func(t *testing.T) {
-		out, _, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-p")
+		r := runBin(t, "--netns", p.A.Name, "conns", "-p")
+		out := r.stdout
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if code != 0 || len(lines) != 6 || !strings.HasPrefix(lines[0], "STATE") || !strings.Contains(out, "3 sockets: 3 ESTABLISHED") {
-			t.Fatalf("exit %d, table:\n%s", code, out)
+		if r.code != 0 || len(lines) != 6 || !strings.HasPrefix(lines[0], "STATE") || !strings.Contains(out, "3 sockets: 3 ESTABLISHED") {
+			t.Fatalf("exit %d, table:\n%s", r.code, out)
 		}
 		var kaLine string
 		for _, l := range lines {
@@ -266,48 +226,10 @@ func acceptAll(l net.Listener) {
 	}
 }
 
-// TestConnsUsageErrors: what the operator typed wrong exits 2 with one line that
-// names the problem.
-func TestConnsUsageErrors(t *testing.T) {
-	bin := buildTcpkeep(t, t.TempDir())
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"conns", "--sport", "99999"}, "--sport"},
-		{[]string{"conns", "--dport", "80-20"}, "empty"},
-		{[]string{"conns", "--dport", "http"}, "want a port"},
-		{[]string{"conns", "--src", "10.0.0.0/33"}, "exceeds 32"},
-		{[]string{"conns", "--dst", "not-an-ip"}, "not an address"},
-		{[]string{"conns", "--state", "establishd"}, "unknown TCP state"},
-		{[]string{"conns", "-o", "prom"}, "-o \"prom\""},
-		{[]string{"-o", "yaml", "conns"}, "-o \"yaml\""},
-		{[]string{"conns", "-4", "--src", "fd77::1"}, "IPv6 but -4"},
-		{[]string{"conns", "extra"}, "unexpected argument"},
-		{[]string{"conns", "--bogus"}, "unknown flag"},
-		{[]string{"--netns", "tk-does-not-exist", "conns"}, "ip netns list"},
-	} {
-		out, errOut, code := runBin(t, bin, tc.args...)
-		wantCode := 2
-		if tc.args[0] == "--netns" {
-			wantCode = 1 // a namespace that is not there is a runtime error
-		}
-		if code != wantCode || out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "tcpkeep: ") || !strings.Contains(errOut, tc.want) {
-			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q (want one line with %q)", tc.args, code, wantCode, out, errOut, tc.want)
-		}
-	}
-	out, _, code := runBin(t, bin, "conns", "-h")
-	if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--state") {
-		t.Errorf("conns -h: exit %d:\n%s", code, out)
-	}
-}
-
 // TestConnsVanishedPeer: keepalive probes to a peer whose link went down go
 // unanswered; conns shows them counting up, and the table says which probe comes
 // next out of how many.
 func TestConnsVanishedPeer(t *testing.T) {
-	testnet.RequireRoot(t)
-	bin := buildTcpkeep(t, t.TempDir())
 	p := testnet.NewPair(t)
 	l := p.B.Listen("10.77.0.2:7071")
 	go acceptAll(l)
@@ -315,27 +237,23 @@ func TestConnsVanishedPeer(t *testing.T) {
 	p.B.LinkDown()
 
 	var s map[string]any
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, errOut, code := runBin(t, bin, "--netns", p.A.Name, "conns", "-o", "ndjson", "--sockopts", "--dport", "7071")
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut)
+	var r result
+	if !testnet.Poll(10*time.Second, func() bool {
+		r = runBin(t, "--netns", p.A.Name, "conns", "-o", "ndjson", "--sockopts", "--dport", "7071")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		socks, _ := records(t, out)
+		socks, _ := connsRecords(t, r.stdout)
 		s = byLocal(socks, localOf(c))
-		if s != nil && s["timer"] == "keepalive" && s["timer_retrans"].(float64) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no unanswered keepalive probes after 10s:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return s != nil && s["timer"] == "keepalive" && s["timer_retrans"].(float64) >= 2
+	}) {
+		t.Fatalf("no unanswered keepalive probes after 10s:\n%s", r.stdout)
 	}
 	if s["keepalive"] != true || s["so_keepalive"] != true || s["keepcnt"] != 30.0 || s["probes"].(float64) < 1 {
 		t.Errorf("record: keepalive %v so_keepalive %v keepcnt %v probes %v", s["keepalive"], s["so_keepalive"], s["keepcnt"], s["probes"])
 	}
-	out, _, code := runBin(t, bin, "--netns", p.A.Name, "conns", "--sockopts", "--dport", "7071")
-	if code != 0 || !strings.Contains(out, " of 30)") || !strings.Contains(out, "(probe ") {
-		t.Errorf("the table does not say which probe comes next of 30:\n%s", out)
+	r = runBin(t, "--netns", p.A.Name, "conns", "--sockopts", "--dport", "7071")
+	if r.code != 0 || !strings.Contains(r.stdout, " of 30)") || !strings.Contains(r.stdout, "(probe ") {
+		t.Errorf("the table does not say which probe comes next of 30:\n%s", r.stdout)
 	}
 }

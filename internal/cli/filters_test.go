@@ -2,7 +2,6 @@ package cli
 
 import (
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -10,80 +9,6 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 )
-
-func TestParsePortRange(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want diag.PortRange
-		err  string
-	}{
-		{"22", diag.PortRange{Lo: 22, Hi: 22}, ""},
-		{"65535", diag.PortRange{Lo: 65535, Hi: 65535}, ""},
-		{"8000-8999", diag.PortRange{Lo: 8000, Hi: 8999}, ""},
-		{"0-1023", diag.PortRange{Lo: 0, Hi: 1023}, ""},
-		{"80-80", diag.PortRange{Lo: 80, Hi: 80}, ""},
-		{"0", diag.PortRange{}, "port 0"},
-		{"0-0", diag.PortRange{}, "port 0"},
-		{"65536", diag.PortRange{}, "want a port"},
-		{"-1", diag.PortRange{}, "want a port"},
-		{"90-80", diag.PortRange{}, "empty"},
-		{"80-", diag.PortRange{}, "want a port"},
-		{"-80", diag.PortRange{}, "want a port"},
-		{"1-2-3", diag.PortRange{}, "want a port"},
-		{"http", diag.PortRange{}, "want a port"},
-		{" 80", diag.PortRange{}, "want a port"},
-		{"+80", diag.PortRange{}, "want a port"},
-		{"", diag.PortRange{}, "want a port"},
-		{"000000080", diag.PortRange{}, "want a port"},
-	} {
-		got, err := parsePortRange(tc.in)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%q: err %v, want one containing %q", tc.in, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
-		}
-	}
-}
-
-func TestParsePrefix(t *testing.T) {
-	for _, tc := range []struct {
-		in, want, err string
-	}{
-		{"10.0.0.5", "10.0.0.5/32", ""},
-		{"10.1.2.3/8", "10.0.0.0/8", ""},
-		{"0.0.0.0/0", "0.0.0.0/0", ""},
-		{"fd77::1", "fd77::1/128", ""},
-		{"[fd77::1]", "fd77::1/128", ""},
-		{"fd00::/8", "fd00::/8", ""},
-		{"::ffff:10.0.0.1", "10.0.0.1/32", ""},
-		{"::ffff:10.0.0.0/104", "10.0.0.0/8", ""},
-		{"::ffff:0.0.0.0/64", "::/64", ""},
-		{"10.0.0.0/33", "", "exceeds 32"},
-		{"fd00::/129", "", "exceeds 128"},
-		{"10.0.0.0/", "", "not a number"},
-		{"10.0.0.0/-1", "", "not a number"},
-		{"10.0.0.0/8/8", "", "not a number"},
-		{"fe80::1%eth0", "", "zones"},
-		{"example.com", "", "not an address"},
-		{"10.0.0", "", "not an address"},
-		{"", "", "not an address"},
-	} {
-		got, err := parsePrefix(tc.in)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%q: err %v, want one containing %q", tc.in, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || got.String() != tc.want {
-			t.Errorf("%q: %v, %v; want %s", tc.in, got, err, tc.want)
-		}
-	}
-}
 
 // TestFilterFlags: the flags together make the filter the kernel gets.
 func TestFilterFlags(t *testing.T) {
@@ -106,7 +31,7 @@ func TestFilterFlags(t *testing.T) {
 	} {
 		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 		var ff filterFlags
-		addFilterFlags(fs, &ff)
+		addFilterFlags(fs, &ff, "")
 		err := fs.Parse(tc.args)
 		var f *diag.Filter
 		if err == nil {
@@ -137,45 +62,4 @@ func TestDefaultStatesLikeSS(t *testing.T) {
 			t.Errorf("default states lack %s", st)
 		}
 	}
-}
-
-// FuzzParsePortRange: any input gives a non-empty range or an error, and what
-// parses is what it says.
-func FuzzParsePortRange(f *testing.F) {
-	for _, s := range []string{"22", "0-1023", "8000-8999", "65536", "1-2-3", "", "-"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		r, err := parsePortRange(s)
-		if err != nil {
-			return
-		}
-		if r.Hi < r.Lo || r.Hi == 0 {
-			t.Fatalf("%q -> %+v", s, r)
-		}
-		lo, hi, ok := strings.Cut(s, "-")
-		if !ok {
-			hi = lo
-		}
-		if strconv.Itoa(int(r.Lo)) != strings.TrimLeft(lo, "0")+map[bool]string{true: "0"}[strings.TrimLeft(lo, "0") == ""] ||
-			strconv.Itoa(int(r.Hi)) != strings.TrimLeft(hi, "0")+map[bool]string{true: "0"}[strings.TrimLeft(hi, "0") == ""] {
-			t.Fatalf("%q -> %+v", s, r)
-		}
-	})
-}
-
-// FuzzParsePrefix: any input gives a valid, masked prefix or an error.
-func FuzzParsePrefix(f *testing.F) {
-	for _, s := range []string{"10.0.0.5", "10.1.2.3/8", "fd00::/8", "[::1]", "::ffff:1.2.3.4/120", "fe80::1%eth0/64", "/", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := parsePrefix(s)
-		if err != nil {
-			return
-		}
-		if !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" || p.Addr().Is4In6() {
-			t.Fatalf("%q -> %v", s, p)
-		}
-	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -13,51 +14,18 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
 
-// TestKillUsageErrors: no selector, codes that cannot select a socket, and
-// findings without what they need are usage errors: exit 2, one line.
-func TestKillUsageErrors(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"kill"}, "never closes everything by default"},
-		{[]string{"kill", "--dry-run"}, "say what to close"},
-		{[]string{"kill", "--ipv4=false", "--dry-run"}, "filters that narrow"},
-		{[]string{"kill", "-4", "-6"}, "filters that narrow"},
-		{[]string{"kill", "--sport", "0-65535"}, "filters that narrow"},
-		{[]string{"kill", "--finding", "sysctl_keepalive_default"}, "not a socket"},
-		{[]string{"kill", "--finding", "half_open,idle"}, `unknown finding code "half_open"`},
-		{[]string{"kill", "--finding", "peer_limit_exceeded"}, "needs --max-per-peer"},
-		{[]string{"kill", "--finding", "idle_overlong"}, "needs --idle-limit"},
-		{[]string{"kill", "--finding", "listen_queue_full"}, "--state listening"},
-		{[]string{"kill", "--max-per-peer", "0"}, "--max-per-peer"},
-		{[]string{"kill", "--dport", "80", "-o", "prom"}, `-o "prom"`},
-		{[]string{"kill", "--dport", "80", "extra"}, `unexpected argument "extra"`},
-	} {
-		var out, errb bytes.Buffer
-		code := Main(tc.args, &out, &errb)
-		if code != exitUsage || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") != 1 || out.Len() != 0 {
-			t.Errorf("%v: exit %d, stderr %q, stdout %q; want exit 2 and one line with %q", tc.args, code, errb.String(), out.String(), tc.want)
-		}
-	}
-	var out, errb bytes.Buffer
-	if code := Main([]string{"kill", "-h"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "Examples:") || !strings.Contains(out.String(), "--finding") {
-		t.Errorf("kill -h: exit %d:\n%s", code, out.String())
-	}
-}
-
 // killRecords splits kill's ndjson output into its action records and its
 // summary, which must come last.
 func killRecords(t *testing.T, out, netns string) (acts []map[string]any, sum map[string]any) {
 	t.Helper()
-	for _, r := range ndjsonRecords(t, out, netns) {
+	for _, r := range records(t, out, netns) {
 		switch r["type"] {
 		case "action":
 			if sum != nil {
 				t.Fatalf("action after the summary: %v", r)
 			}
 			acts = append(acts, r)
-		case "summary":
+		case "kill_summary":
 			sum = r
 		default:
 			t.Fatalf("unexpected record %v", r)
@@ -80,9 +48,9 @@ func cookieOf(a map[string]any) string {
 // --max-per-peer, and a caller without CAP_NET_ADMIN.
 func TestKillEndToEnd(t *testing.T) {
 	ns := testnet.NewNS(t)
-	bin := buildTcpkeep(t, t.TempDir())
 	kill := func(args ...string) (string, string, int) {
-		return runBin(t, bin, append([]string{"--netns", ns.Name, "kill"}, args...)...)
+		r := runBin(t, append([]string{"--netns", ns.Name, "kill"}, args...)...)
+		return r.stdout, r.stderr, r.code
 	}
 	l := ns.Listen("127.0.0.1:7100")
 	go acceptAll(l)
@@ -93,12 +61,8 @@ func TestKillEndToEnd(t *testing.T) {
 	}
 	waitSockets := func(want int) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for ssCount(t, ns.Name) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d sockets in the namespace, want %d", ssCount(t, ns.Name), want)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testnet.Poll(5*time.Second, func() bool { return ssCount(t, ns.Name) == want }) {
+			t.Fatalf("%d sockets in the namespace, want %d", ssCount(t, ns.Name), want)
 		}
 	}
 	waitSockets(7) // a listener, 3 clients, 3 accepted
@@ -186,20 +150,15 @@ func TestKillEndToEnd(t *testing.T) {
 	bare := ns.Dial("127.0.0.1:7100")
 	kept := ns.Dial("127.0.0.1:7100", testnet.Keepalive(30*time.Second, 5*time.Second, 3))
 	bareCookie := sprintf16(testnet.Cookie(t, bare))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _, code = kill("--finding", "idle_no_keepalive", "--max-idle", "1s", "-o", "ndjson")
+	if !testnet.Poll(10*time.Second, func() bool {
+		out, _, code = kill("--finding", "idle_no_keepalive", "--max-idle", "1s", "-o", "ndjson", "-p")
 		acts, _ = killRecords(t, out, ns.Name)
-		if len(acts) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("idle_no_keepalive selected nothing within 10s:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(acts) > 0
+	}) {
+		t.Fatalf("idle_no_keepalive selected nothing within 10s:\n%s", out)
 	}
-	if code != 0 || len(acts) != 1 || cookieOf(acts[0]) != bareCookie || acts[0]["reason"] != "idle_no_keepalive" || acts[0]["result"] != "closed" || acts[0]["message"] == nil {
-		t.Fatalf("--finding idle_no_keepalive: exit %d, actions %v; want only the client without keepalive", code, acts)
+	if code != 0 || len(acts) != 1 || cookieOf(acts[0]) != bareCookie || acts[0]["reason"] != "idle_no_keepalive" || acts[0]["result"] != "closed" || !strings.Contains(fmt.Sprint(acts[0]["message"]), "(held by ") {
+		t.Fatalf("--finding idle_no_keepalive -p: exit %d, actions %v; want only the client without keepalive, its owner named", code, acts)
 	}
 	kept.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := kept.Write([]byte("x")); err != nil {
@@ -212,7 +171,7 @@ func TestKillEndToEnd(t *testing.T) {
 	}
 	ns.Dial("127.0.0.1:7100")
 	cmd := exec.Command("setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin", "--",
-		bin, "--netns", ns.Name, "kill", "--dport", "7100", "-o", "ndjson")
+		tcpkeepBin, "--netns", ns.Name, "kill", "--dport", "7100", "-o", "ndjson")
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()

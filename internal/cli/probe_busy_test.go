@@ -1,4 +1,4 @@
-package cli_test
+package cli
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 // stderr line that says busy), never a dead verdict (exit 2).
 func TestProbeBusyServerExits1(t *testing.T) {
 	ns := testnet.NewNS(t)
-	bin := buildTcpkeep(t)
 	l, err := probe.Listen(ns.NetNS(), "127.0.0.1:7077")
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +34,7 @@ func TestProbeBusyServerExits1(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range []string{"table", "ndjson"} {
-		res := tcpkeep(t, bin, "--netns", ns.Name, "-o", o, "probe", "127.0.0.1:7077", "--count", "3", "--interval", "100ms")
+		res := runBin(t, "--netns", ns.Name, "-o", o, "probe", "127.0.0.1:7077", "--count", "3", "--interval", "100ms")
 		if res.code != 1 || !strings.HasPrefix(res.stderr, "tcpkeep: ") || strings.Count(res.stderr, "\n") != 1 ||
 			!strings.Contains(res.stderr, "busy") || strings.Contains(res.stdout, "DEAD") || strings.Contains(res.stdout, "verdict") {
 			t.Fatalf("-o %s against a full server: exit %d, stdout %q, stderr %q; want 1, no verdict, one line saying busy", o, res.code, res.stdout, res.stderr)

@@ -1,4 +1,4 @@
-package cli_test
+package cli
 
 // End-to-end tests of tcpkeep probe: the built binary, run in namespaces behind a
 // real stateful firewall (testnet.Router), checked by its records and exit codes.
@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,91 +20,17 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 	"github.com/tcpkeep/tcpkeep/probe"
 )
 
-// buildTcpkeep builds the binary into a temporary directory.
-func buildTcpkeep(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tcpkeep")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// run is one finished tcpkeep run.
-type run struct {
-	code           int
-	stdout, stderr string
-	took           time.Duration
-}
-
-func tcpkeep(t *testing.T, bin string, args ...string) run {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	r := run{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("tcpkeep %s: %v", strings.Join(args, " "), err)
-	}
-	return r
-}
-
-// records parses ndjson output and checks what every record carries.
-func records(t *testing.T, out, netns string) []map[string]any {
-	t.Helper()
-	var recs []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("not a JSON line: %q: %v", line, err)
-		}
-		for _, k := range []string{"type", "ts", "host", "netns"} {
-			if _, ok := m[k]; !ok {
-				t.Fatalf("record without %q: %s", k, line)
-			}
-		}
-		if m["netns"] != netns {
-			t.Fatalf("record for netns %v, want %s: %s", m["netns"], netns, line)
-		}
-		if _, err := time.Parse(time.RFC3339, m["ts"].(string)); err != nil {
-			t.Fatalf("ts %v: %v", m["ts"], err)
-		}
-		recs = append(recs, m)
-	}
-	return recs
-}
-
-func ofType(recs []map[string]any, typ string) []map[string]any {
-	var out []map[string]any
-	for _, r := range recs {
-		if r["type"] == typ {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // serveCLI starts `tcpkeep probe serve` in the router's server namespace and
 // waits for its "listening" record. When the test ends it sends SIGTERM and
 // checks that the server stops cleanly (exit 0, a "stopped" record).
-func serveCLI(t *testing.T, bin string, r *testnet.Router, addr string) {
+func serveCLI(t *testing.T, r *testnet.Router, addr string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--netns", r.Server.Name, "-o", "ndjson", "probe", "serve", "--listen", addr)
+	cmd := exec.Command(tcpkeepBin, "--netns", r.Server.Name, "-o", "ndjson", "probe", "serve", "--listen", addr)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -161,13 +86,12 @@ func serveCLI(t *testing.T, bin string, r *testnet.Router, addr string) {
 // verdict), and a server whose link went down (exit 2, declared dead in time).
 func TestProbeCLI(t *testing.T) {
 	r := testnet.NewRouter(t, 2*time.Second)
-	bin := buildTcpkeep(t)
 	addr := r.ServerAddr(7077)
-	serveCLI(t, bin, r, addr)
+	serveCLI(t, r, addr)
 	cns := r.Client.Name
 
 	t.Run("alive", func(t *testing.T) {
-		res := tcpkeep(t, bin, "--netns", cns, "-o", "ndjson", "probe", addr, "--interval", "200ms", "--count", "5")
+		res := runBin(t, "--netns", cns, "-o", "ndjson", "probe", addr, "--interval", "200ms", "--count", "5")
 		if res.code != 0 || res.stderr != "" {
 			t.Fatalf("exit %d, stderr %q; want 0 and nothing", res.code, res.stderr)
 		}
@@ -191,7 +115,7 @@ func TestProbeCLI(t *testing.T) {
 		}
 	})
 	t.Run("table", func(t *testing.T) {
-		res := tcpkeep(t, bin, "--netns", cns, "probe", addr, "--interval", "100ms", "--count", "2", "--keepalive", "5s/1s/3", "--user-timeout", "2s")
+		res := runBin(t, "--netns", cns, "probe", addr, "--interval", "100ms", "--count", "2", "--keepalive", "5s/1s/3", "--user-timeout", "2s")
 		if res.code != 0 || !strings.Contains(res.stdout, "seq=2 time=") ||
 			!strings.Contains(res.stdout, "2 sent, 2 received, 0% loss, rtt min/avg/max = ") ||
 			!strings.Contains(res.stdout, "keepalive 5/1/3, TCP_USER_TIMEOUT 2s") || !strings.HasSuffix(res.stdout, "alive\n") {
@@ -199,7 +123,7 @@ func TestProbeCLI(t *testing.T) {
 		}
 	})
 	t.Run("interrupted", func(t *testing.T) {
-		cmd := exec.Command(bin, "--netns", cns, "-o", "ndjson", "probe", addr, "--interval", "100ms")
+		cmd := exec.Command(tcpkeepBin, "--netns", cns, "-o", "ndjson", "probe", addr, "--interval", "100ms")
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -236,7 +160,7 @@ func TestProbeCLI(t *testing.T) {
 			{"probe", "idle", addr, "--min", "10s", "--max", "5s"},
 			{"probe", "serve", "--listen", "nowhere"},
 		} {
-			res := tcpkeep(t, bin, append([]string{"--netns", cns}, args...)...)
+			res := runBin(t, append([]string{"--netns", cns}, args...)...)
 			// The heartbeat client keeps 2 for "dead": its usage errors exit 1.
 			want := 1
 			if len(args) > 1 && (args[1] == "idle" || args[1] == "serve") {
@@ -248,13 +172,13 @@ func TestProbeCLI(t *testing.T) {
 		}
 	})
 	t.Run("cannot connect", func(t *testing.T) {
-		res := tcpkeep(t, bin, "--netns", cns, "-o", "ndjson", "probe", r.ServerAddr(7078), "--count", "1")
+		res := runBin(t, "--netns", cns, "-o", "ndjson", "probe", r.ServerAddr(7078), "--count", "1")
 		if res.code != 1 || res.stdout != "" || !strings.HasPrefix(res.stderr, "tcpkeep: ") {
 			t.Fatalf("exit %d, stdout %q, stderr %q; want 1, nothing, a tcpkeep: line", res.code, res.stdout, res.stderr)
 		}
 	})
 	t.Run("dead", func(t *testing.T) {
-		cmd := exec.Command(bin, "--netns", cns, "-o", "ndjson", "probe", addr, "--interval", "200ms", "--timeout", "100ms", "--misses", "3")
+		cmd := exec.Command(tcpkeepBin, "--netns", cns, "-o", "ndjson", "probe", addr, "--interval", "200ms", "--timeout", "100ms", "--misses", "3")
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -305,11 +229,11 @@ func keepaliveOnly(fd int) error {
 // keepIdle is the TCP_KEEPIDLE a socket uses: its own, or its namespace's sysctl.
 func keepIdle(t *testing.T, c syscall.Conn) time.Duration {
 	t.Helper()
-	o, err := probe.ReadSocketOptions(c)
-	if err != nil || o.Keepalive == nil {
+	o, err := proc.ReadOwn(c)
+	if err != nil || !o.KeepaliveOn {
 		t.Fatalf("socket options %+v, %v: want SO_KEEPALIVE on", o, err)
 	}
-	return o.Keepalive.Idle
+	return o.Keepalive.Time
 }
 
 // TestProbeIdleFeedsTheTuner is the tuner's end-to-end proof, behind a firewall
@@ -322,9 +246,8 @@ func keepIdle(t *testing.T, c syscall.Conn) time.Duration {
 func TestProbeIdleFeedsTheTuner(t *testing.T) {
 	const routerTimeout = 3 * time.Second
 	r := testnet.NewRouter(t, routerTimeout)
-	bin := buildTcpkeep(t)
 	addr := r.ServerAddr(7077)
-	serveCLI(t, bin, r, addr)
+	serveCLI(t, r, addr)
 	cns := r.Client.Name
 	idle := 2*routerTimeout - time.Second // well past the firewall's timeout
 
@@ -343,7 +266,7 @@ func TestProbeIdleFeedsTheTuner(t *testing.T) {
 	}
 
 	// Measure the firewall, and take the recommendation probe idle prints.
-	res := tcpkeep(t, bin, "--netns", cns, "-o", "ndjson", "probe", "idle", addr, "--min", "1s", "--max", "8s", "--resolution", "1s", "--timeout", "1s")
+	res := runBin(t, "--netns", cns, "-o", "ndjson", "probe", "idle", addr, "--min", "1s", "--max", "8s", "--resolution", "1s", "--timeout", "1s")
 	if res.code != 0 {
 		t.Fatalf("probe idle: exit %d: %s", res.code, res.stderr)
 	}
@@ -363,7 +286,7 @@ func TestProbeIdleFeedsTheTuner(t *testing.T) {
 		t.Fatalf("recommend %q, want %q", pi["recommend"], want)
 	}
 	line := strings.Fields(pi["recommend"].(string))[1:]
-	applied := tcpkeep(t, bin, append(line, "--apply", "-o", "ndjson")...)
+	applied := runBin(t, append(line, "--apply", "-o", "ndjson")...)
 	if applied.code != 0 {
 		t.Fatalf("%s --apply: exit %d: %s", pi["recommend"], applied.code, applied.stderr)
 	}

@@ -1,42 +1,18 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
-
-const sysctlUsage = `
-Usage:
-  tcpkeep sysctl [-o table|json|ndjson] [--netns NS]
-  tcpkeep sysctl set [--time D] [--intvl D] [--probes N] [--persist[=FILE]] [--dry-run]
-  tcpkeep sysctl recommend [--path-idle-timeout D | --behind NAME] [--detect-within D]
-                           [--apply] [--persist[=FILE]]
-
-Shows the TCP keepalive tunables of a network namespace and what they imply: how
-long a dead idle peer goes unnoticed (time + intvl x probes) and how long one with
-unacknowledged data does (the retransmission backoffs under tcp_retries2).
-
-Keepalive probes only sockets that set SO_KEEPALIVE, and a socket may override all
-three values (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT). Each namespace has its own
-values: a container's start at the kernel defaults, not at the host's.
-
-Examples:
-  tcpkeep sysctl
-  tcpkeep --netns web sysctl -o json
-  tcpkeep sysctl recommend --behind aws-nlb --detect-within 5m
-`
 
 func runSysctl(e *env, args []string) error {
 	switch sub, rest := splitSubcommand(args, "set", "recommend"); sub {
@@ -45,435 +21,188 @@ func runSysctl(e *env, args []string) error {
 	case "recommend":
 		return runSysctlRecommend(e, rest)
 	}
-	fs := newFlags(e, "sysctl", sysctlUsage)
-	if err := parse(e, fs, args); err != nil {
+	fs := newFlags(e, "sysctl", helpText("sysctl"))
+	if err := parse(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("sysctl: unknown subcommand %q (sysctl, sysctl set, sysctl recommend; see -h)", fs.Arg(0))
 	}
-	if err := checkOutput(e, "table", "json", "ndjson"); err != nil {
-		return err
-	}
-	ns, err := e.ns()
+	ns, _, t, err := e.tunables()
 	if err != nil {
 		return err
 	}
-	t, err := sysctl.Read(ns)
+	return report.WriteSysctl(e.stdout, e.format(), e.meta(ns.String()), &t)
+}
+
+// tunables opens --netns and reads its tunables.
+func (e *env) tunables() (netns.NS, kernel.NS, sysctl.Tunables, error) {
+	ns, k, err := e.open()
 	if err != nil {
-		return fmt.Errorf("netns %s: %w", ns, err)
+		return ns, k, sysctl.Tunables{}, err
 	}
-	if e.output != "table" {
-		return writeJSON(e, sysctlRecordOf(e.meta(ns), t))
-	}
-	return writeTunablesTable(e.stdout, ns, t)
-}
-
-// keepaliveFields are the keys every record about keepalive values has.
-type keepaliveFields struct {
-	TimeS   int64 `json:"keepalive_time_s"`
-	IntvlS  int64 `json:"keepalive_intvl_s"`
-	Probes  int   `json:"keepalive_probes"`
-	DetectS int64 `json:"dead_peer_detect_s"`
-}
-
-func keepaliveFieldsOf(k sysctl.Keepalive) keepaliveFields {
-	return keepaliveFields{
-		TimeS:   int64(k.Time / time.Second),
-		IntvlS:  int64(k.Intvl / time.Second),
-		Probes:  k.Probes,
-		DetectS: int64(k.DeadPeerDetect() / time.Second),
-	}
-}
-
-// header is the type, ts, host and netns every record starts with.
-type header struct {
-	Type  string `json:"type"`
-	TS    string `json:"ts"`
-	Host  string `json:"host"`
-	NetNS string `json:"netns"`
-}
-
-func headerOf(typ string, m report.Meta) header {
-	return header{Type: typ, TS: m.TSString(), Host: m.Host, NetNS: m.NetNS}
-}
-
-// sysctlRecord is the "sysctl" record: the tunables of one namespace.
-type sysctlRecord struct {
-	header
-	keepaliveFields
-	Retries2        *int   `json:"tcp_retries2,omitempty"`
-	RetransGiveUpMS *int64 `json:"retrans_give_up_ms,omitempty"`
-	FinTimeoutS     *int64 `json:"tcp_fin_timeout_s,omitempty"`
-	OrphanRetries   *int   `json:"tcp_orphan_retries,omitempty"`
-	ConntrackS      *int64 `json:"conntrack_established_timeout_s,omitempty"`
-}
-
-func sysctlRecordOf(m report.Meta, t sysctl.Tunables) sysctlRecord {
-	r := sysctlRecord{header: headerOf("sysctl", m), keepaliveFields: keepaliveFieldsOf(t.Keepalive), Retries2: t.Retries2}
-	if t.Retries2 != nil {
-		ms := sysctl.RetransGiveUp(*t.Retries2).Milliseconds()
-		r.RetransGiveUpMS = &ms
-	}
-	r.FinTimeoutS = seconds(t.FinTimeout)
-	r.OrphanRetries = t.OrphanRetries
-	r.ConntrackS = seconds(t.ConntrackEstablished)
-	return r
-}
-
-func seconds(d *time.Duration) *int64 {
-	if d == nil {
-		return nil
-	}
-	s := int64(*d / time.Second)
-	return &s
-}
-
-// writeJSON writes one record: a document for -o json, a line for -o ndjson.
-func writeJSON(e *env, v any) error {
-	enc := json.NewEncoder(e.stdout)
-	if e.output == "json" {
-		enc.SetIndent("", "  ")
-	}
-	return enc.Encode(v)
-}
-
-func writeTunablesTable(w io.Writer, ns netns.NS, t sysctl.Tunables) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "TUNABLE (netns %s)\tVALUE\t\n", ns)
-	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_time\t%d\t%s before the first probe of an idle connection\n", t.Time/time.Second, human(t.Time))
-	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_intvl\t%d\t%s between unanswered probes\n", t.Intvl/time.Second, human(t.Intvl))
-	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_probes\t%d\tunanswered probes before the connection is dropped\n", t.Probes)
-	if t.Retries2 != nil {
-		fmt.Fprintf(tw, "net.ipv4.tcp_retries2\t%d\tretransmissions before giving up (about %s)\n", *t.Retries2, human(sysctl.RetransGiveUp(*t.Retries2).Round(time.Second)))
-	}
-	if t.FinTimeout != nil {
-		fmt.Fprintf(tw, "net.ipv4.tcp_fin_timeout\t%d\t%s an orphaned FIN_WAIT2 socket lives\n", *t.FinTimeout/time.Second, human(*t.FinTimeout))
-	}
-	if t.OrphanRetries != nil {
-		r := sysctl.OrphanRetries(*t.OrphanRetries)
-		fmt.Fprintf(tw, "net.ipv4.tcp_orphan_retries\t%d\tretransmissions of a closed socket before giving up (%d: about %s)\n", *t.OrphanRetries, r, human(sysctl.RetransGiveUp(r).Round(time.Second)))
-	}
-	if t.ConntrackEstablished != nil {
-		fmt.Fprintf(tw, "net.netfilter.nf_conntrack_tcp_timeout_established\t%d\t%s local conntrack keeps an idle flow\n", *t.ConntrackEstablished/time.Second, human(*t.ConntrackEstablished))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\nA dead peer on an idle connection with SO_KEEPALIVE is dropped after %s (%ds + %d x %ds).\n",
-		human(t.DeadPeerDetect()), t.Time/time.Second, t.Probes, t.Intvl/time.Second)
-	if t.Retries2 != nil {
-		fmt.Fprintf(w, "A dead peer with unacknowledged data is dropped after about %s (tcp_retries2 %d), unless TCP_USER_TIMEOUT is set.\n",
-			human(sysctl.RetransGiveUp(*t.Retries2).Round(time.Second)), *t.Retries2)
-	}
-	fmt.Fprintln(w, "Sockets without SO_KEEPALIVE never notice a dead idle peer; sockets that set TCP_KEEPIDLE/INTVL/CNT use their own values.")
-	if t.Time == sysctl.Defaults.Time {
-		fmt.Fprintf(w, "Warning: tcp_keepalive_time is the kernel default of %s; most NAT gateways, firewalls and load balancers forget an idle flow within 4 to 20 minutes. See: tcpkeep sysctl recommend -h\n", human(t.Time))
-	}
-	if t.ConntrackEstablished != nil && t.Time > *t.ConntrackEstablished {
-		fmt.Fprintf(w, "Warning: tcp_keepalive_time (%s) exceeds the local conntrack timeout (%s): conntrack forgets idle flows before the first probe. See: tcpkeep sysctl recommend --behind conntrack\n",
-			human(t.Time), human(*t.ConntrackEstablished))
-	}
-	return nil
+	t, err := k.Tunables()
+	return ns, k, t, inNS(ns, err)
 }
 
 // persistFlag adds --persist[=FILE].
 func persistFlag(fs *pflag.FlagSet, p *string) {
-	fs.StringVar(p, "persist", "", "also write a sysctl.d file so the values survive a reboot (default "+sysctl.DefaultPersistFile+"); host namespace only")
+	fs.StringVar(p, "persist", "", "also write a sysctl.d `FILE` so the values survive a reboot (default "+sysctl.DefaultPersistFile+"); host namespace only")
 	fs.Lookup("persist").NoOptDefVal = sysctl.DefaultPersistFile
 }
 
-// change is what set and recommend --apply do: write k to ns (unless dryRun), then
-// persist it (if persist names a file), all or nothing.
-type change struct {
-	ns      netns.NS
-	k       sysctl.Keepalive
-	persist string
-	dryRun  bool
-	why     string // for the persisted file's header
-}
-
-// checkPersist refuses --persist for a namespace other than the host's: sysctl.d
-// applies at boot, to the host's namespace only.
-func checkPersist(e *env, ns netns.NS, persist string) error {
-	if persist == "" {
-		return nil
-	}
-	host, err := e.isHost(ns)
-	if err != nil {
-		return fmt.Errorf("--persist: cannot tell whether netns %s is the host's: %w", ns, err)
-	}
-	if !host {
-		return usagef("--persist: netns %s is not the host's namespace, and sysctl.d files apply at boot to the host's only; persist a container's values in its own configuration (its runtime's sysctls)", ns)
-	}
-	if strings.HasSuffix(persist, "/") {
+// persistSpelling refuses a --persist that names no file.
+func persistSpelling(fs *pflag.FlagSet, persist string) error {
+	switch {
+	case fs.Changed("persist") && persist == "":
+		return usagef("--persist=: give a file name, or --persist alone for %s", sysctl.DefaultPersistFile)
+	case strings.HasSuffix(persist, "/"):
 		return usagef("--persist=%q: give a file name, as %s", persist, sysctl.DefaultPersistFile)
 	}
 	return nil
 }
 
-// apply writes c, then persists it; if persisting fails, the old values are
-// restored so nothing is half done.
-func (c change) apply() (old sysctl.Keepalive, err error) {
-	if c.dryRun {
-		t, err := sysctl.Read(c.ns)
-		return t.Keepalive, err
+// persistHost refuses --persist for a namespace other than the host's: sysctl.d
+// applies at boot, to the host's namespace only.
+func persistHost(ns netns.NS, k kernel.NS, persist string) error {
+	if persist == "" {
+		return nil
 	}
-	old, err = sysctl.Write(c.ns, c.k)
+	host, err := k.IsHost()
 	if err != nil {
-		return old, fmt.Errorf("netns %s: %w", c.ns, err)
+		return inNS(ns, fmt.Errorf("--persist: cannot tell whether it is the host's namespace: %w", err))
 	}
-	if c.persist != "" {
-		header := fmt.Sprintf("Written by tcpkeep %s on %s.\n%s\nEdit with: tcpkeep sysctl set --persist=%s",
-			version, time.Now().UTC().Format(time.RFC3339), c.why, c.persist)
-		if perr := sysctl.Persist(c.persist, c.k, header); perr != nil {
-			if rerr := sysctl.Restore(c.ns, old); rerr != nil {
-				return old, fmt.Errorf("%w; restoring the live values failed too: %v", perr, rerr)
-			}
-			return old, fmt.Errorf("%w; the live values were restored, nothing changed", perr)
-		}
-	}
-	return old, nil
-}
-
-// setRecord is the "sysctl_set" record: what set (or recommend --apply) changed.
-type setRecord struct {
-	header
-	DryRun      bool            `json:"dry_run"`
-	Old         keepaliveFields `json:"old"`
-	New         keepaliveFields `json:"new"`
-	PersistFile string          `json:"persist_file,omitempty"`
-}
-
-func writeChange(e *env, ns netns.NS, c change, old sysctl.Keepalive) error {
-	if e.output != "table" {
-		return writeJSON(e, setRecord{header: headerOf("sysctl_set", e.meta(ns)), DryRun: c.dryRun,
-			Old: keepaliveFieldsOf(old), New: keepaliveFieldsOf(c.k), PersistFile: c.persist})
-	}
-	w := e.stdout
-	verb := "set"
-	if c.dryRun {
-		verb = "would set"
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(name string, o, n int64) {
-		if o == n {
-			fmt.Fprintf(tw, "  %s\t%d\t(unchanged)\n", name, n)
-		} else {
-			fmt.Fprintf(tw, "  %s\t%d -> %d\t\n", name, o, n)
-		}
-	}
-	fmt.Fprintf(w, "netns %s: %s\n", ns, verb)
-	row("net.ipv4.tcp_keepalive_time", int64(old.Time/time.Second), int64(c.k.Time/time.Second))
-	row("net.ipv4.tcp_keepalive_intvl", int64(old.Intvl/time.Second), int64(c.k.Intvl/time.Second))
-	row("net.ipv4.tcp_keepalive_probes", int64(old.Probes), int64(c.k.Probes))
-	tw.Flush()
-	fmt.Fprintf(w, "A dead idle peer is declared after %s (was %s).\n", human(c.k.DeadPeerDetect()), human(old.DeadPeerDetect()))
-	if c.persist != "" {
-		if c.dryRun {
-			fmt.Fprintf(w, "Would write %s:\n%s", c.persist, sysctl.PersistFile(c.k, "..."))
-		} else {
-			fmt.Fprintf(w, "Persisted to %s (applies to the host at boot).\n", c.persist)
-		}
-	}
-	if c.dryRun {
-		fmt.Fprintln(w, "Nothing was written (--dry-run).")
-	} else {
-		fmt.Fprintln(w, "Timers already pending expire as scheduled; sockets that set TCP_KEEPIDLE/INTVL/CNT keep their own values.")
+	if !host {
+		return usagef("--persist: netns %s is not the host's namespace, and sysctl.d files apply at boot to the host's only; persist a container's values in its own configuration (its runtime's sysctls)", ns)
 	}
 	return nil
+}
+
+// apply makes the change c in k, or, for a dry run, only reads what it would
+// replace.
+func (e *env) apply(ns netns.NS, k kernel.NS, c sysctl.Change, dryRun bool, why string) (sysctl.Keepalive, error) {
+	if c.PersistFile != "" {
+		c.Header = fmt.Sprintf("Written by tcpkeep %s on %s.\n%s\nEdit with: tcpkeep sysctl set --persist=%s",
+			version, e.now().UTC().Format(time.RFC3339), why, c.PersistFile)
+	}
+	if dryRun {
+		t, err := k.Tunables()
+		return t.Keepalive, inNS(ns, err)
+	}
+	old, err := k.Apply(c)
+	return old, inNS(ns, err)
 }
 
 func runSysctlSet(e *env, args []string) error {
-	fs := newFlags(e, "sysctl set", `
-Usage: tcpkeep sysctl set [--time D] [--intvl D] [--probes N] [--persist[=FILE]] [--dry-run]
-
-Sets the keepalive tunables of a network namespace: all of them or none. Values are
-checked before anything is written; if a write fails, what was already written is
-restored. The values are read back to verify them. Unset flags keep their values.
-
-D is whole seconds from 1 to 32767, as a bare number (90) or a duration (90s, 2m).
-
-Examples:
-  tcpkeep sysctl set --time 5m --intvl 30s --probes 5
-  tcpkeep sysctl set --time 300 --persist            # also for the next boot
-  tcpkeep --netns web sysctl set --time 60 --dry-run
-`)
-	tm := &secondsFlag{max: int(sysctl.MaxTime / time.Second)}
-	iv := &secondsFlag{max: int(sysctl.MaxIntvl / time.Second)}
-	pr := &countFlag{min: 1, max: sysctl.MaxProbes}
+	fs := newFlags(e, "sysctl set", helpText("sysctl-set"))
+	var tm, iv time.Duration
+	var probes int
 	var persist string
-	var dry bool
-	fs.Var(tm, "time", "tcp_keepalive_time: idle time before the first probe (1 to 32767 s)")
-	fs.Var(iv, "intvl", "tcp_keepalive_intvl: time between probes (1 to 32767 s)")
-	fs.Var(pr, "probes", "tcp_keepalive_probes: unanswered probes before the connection is dropped (1 to 127)")
+	secondsVar(fs, &tm, sysctl.MaxTime, "time", "tcp_keepalive_time: idle time before the first probe (1 to 32767 s)")
+	secondsVar(fs, &iv, sysctl.MaxIntvl, "intvl", "tcp_keepalive_intvl: time between probes (1 to 32767 s)")
+	countVar(fs, &probes, 1, sysctl.MaxProbes, "probes", "tcp_keepalive_probes: unanswered probes before the connection is dropped (1 to 127)")
 	persistFlag(fs, &persist)
-	fs.BoolVar(&dry, "dry-run", false, "show what would change and write nothing")
+	dry := fs.Bool("dry-run", false, "show what would change and write nothing")
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
-	if fs.Changed("persist") && persist == "" {
-		return usagef("--persist=: give a file name, or --persist alone for %s", sysctl.DefaultPersistFile)
+	if err := persistSpelling(fs, persist); err != nil {
+		return err
 	}
-	if !tm.set && !iv.set && !pr.set {
+	if !fs.Changed("time") && !fs.Changed("intvl") && !fs.Changed("probes") {
 		return usagef("sysctl set: nothing to set: give --time, --intvl and/or --probes (see -h)")
 	}
-	ns, err := e.ns()
+	ns, k, cur, err := e.tunables()
 	if err != nil {
 		return err
 	}
-	if err := checkPersist(e, ns, persist); err != nil {
+	if err := persistHost(ns, k, persist); err != nil {
 		return err
 	}
-	cur, err := sysctl.Read(ns)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", ns, err)
+	c := sysctl.Change{Keepalive: cur.Keepalive, PersistFile: persist}
+	if fs.Changed("time") {
+		c.Time = tm
 	}
-	k := cur.Keepalive
-	if tm.set {
-		k.Time = tm.d
+	if fs.Changed("intvl") {
+		c.Intvl = iv
 	}
-	if iv.set {
-		k.Intvl = iv.d
+	if fs.Changed("probes") {
+		c.Probes = probes
 	}
-	if pr.set {
-		k.Probes = pr.n
-	}
-	if err := k.Validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		return usagef("sysctl set: the current value of %v; give that flag too", err)
 	}
-	c := change{ns: ns, k: k, persist: persist, dryRun: dry, why: "Set by: tcpkeep " + strings.Join(os.Args[1:], " ")}
-	old, err := c.apply()
+	old, err := e.apply(ns, k, c, *dry, "Set by: tcpkeep "+strings.Join(e.args, " "))
 	if err != nil {
 		return err
 	}
-	return writeChange(e, ns, c, old)
-}
-
-// recommendRecord is the "sysctl_recommend" record.
-type recommendRecord struct {
-	header
-	keepaliveFields
-	PathIdleTimeoutS int64  `json:"path_idle_timeout_s"`
-	Reason           string `json:"reason"`
-	Applied          bool   `json:"applied"`
+	rec := report.Change{DryRun: *dry, Old: old, New: c.Keepalive, PersistFile: persist}
+	if *dry && persist != "" {
+		rec.PersistBody = sysctl.PersistFile(c.Keepalive, "...")
+	}
+	return report.WriteChange(e.stdout, e.format(), e.meta(ns.String()), &rec)
 }
 
 func runSysctlRecommend(e *env, args []string) error {
-	fs := newFlags(e, "sysctl recommend", `
-Usage: tcpkeep sysctl recommend [--path-idle-timeout D | --behind NAME] [--detect-within D]
-                                [--apply] [--persist[=FILE]]
-
-Recommends keepalive tunables whose first probe comes before the path forgets an
-idle connection (with a margin of a tenth of its idle timeout), and which declare a
-dead peer within --detect-within, with at least 3 probes so that one lost probe does
-not kill a live connection. Without a path timeout it plans for the shortest common
-middlebox default (240 s), or the local conntrack timeout if that is shorter.
-
---behind knows: `+sysctl.MiddleboxNames()+` (README cites each number).
-Measure your own path with: tcpkeep probe idle ADDR
-
-Examples:
-  tcpkeep sysctl recommend --behind aws-nlb
-  tcpkeep sysctl recommend --path-idle-timeout 10m --detect-within 2m --apply
-`)
+	fs := newFlags(e, "sysctl recommend", helpText("sysctl-recommend", "middleboxes", sysctl.MiddleboxNames()))
 	var path, detect time.Duration
-	var behind, persist string
-	var apply bool
-	fs.Var(&durationFlag{d: &path}, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
-	fs.StringVar(&behind, "behind", "", "a middlebox whose idle timeout is known: "+sysctl.MiddleboxNames())
-	fs.Var(&durationFlag{d: &detect}, "detect-within", "declare a dead idle peer within this long")
-	fs.BoolVar(&apply, "apply", false, "write the recommended values, as sysctl set does")
+	var persist string
+	durationVar(fs, &path, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
+	behind := fs.String("behind", "", "a middlebox whose idle timeout is known: "+sysctl.MiddleboxNames()+"; `NAME`")
+	durationVar(fs, &detect, "detect-within", "declare a dead idle peer within this long")
+	apply := fs.Bool("apply", false, "write the recommended values, as sysctl set does")
 	persistFlag(fs, &persist)
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
-	if fs.Changed("path-idle-timeout") && behind != "" {
+	switch {
+	case fs.Changed("path-idle-timeout") && *behind != "":
 		return usagef("sysctl recommend: give --path-idle-timeout or --behind, not both")
-	}
-	if fs.Changed("path-idle-timeout") && path < time.Second {
-		return usagef("--path-idle-timeout %v: want at least 1s", path)
-	}
-	if fs.Changed("detect-within") && detect <= 0 {
-		return usagef("--detect-within %v: want a positive duration", detect)
-	}
-	if fs.Changed("persist") && persist == "" {
-		return usagef("--persist=: give a file name, or --persist alone for %s", sysctl.DefaultPersistFile)
-	}
-	if persist != "" && !apply {
+	case fs.Changed("path-idle-timeout") && path < time.Second:
+		return usagef("--path-idle-timeout %s: want at least 1s", report.Duration(path))
+	case fs.Changed("detect-within") && detect <= 0:
+		return usagef("--detect-within %s: want a positive duration", report.Duration(detect))
+	case persist != "" && !*apply:
 		return usagef("--persist goes with --apply: recommend changes nothing without it")
 	}
+	if err := persistSpelling(fs, persist); err != nil {
+		return err
+	}
 	req := sysctl.Request{PathIdleTimeout: path, PathName: "--path-idle-timeout", DetectWithin: detect}
-	var ns netns.NS
-	var err error
-	if ns, err = e.ns(); err != nil {
-		return err
-	}
-	if err := checkPersist(e, ns, persist); err != nil {
-		return err
-	}
-	cur, err := sysctl.Read(ns)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", ns, err)
-	}
-	switch {
-	case behind == sysctl.ConntrackName:
-		if cur.ConntrackEstablished == nil {
-			return fmt.Errorf("--behind conntrack: netns %s has no nf_conntrack_tcp_timeout_established (nf_conntrack is not loaded there); give --path-idle-timeout instead", ns)
-		}
-		req.PathIdleTimeout, req.PathName = *cur.ConntrackEstablished, "local nf_conntrack_tcp_timeout_established"
-	case behind != "":
-		m, ok := sysctl.LookupMiddlebox(behind)
-		if !ok {
-			return usagef("--behind %q: unknown middlebox (known: %s); or give --path-idle-timeout", behind, sysctl.MiddleboxNames())
+	var m sysctl.Middlebox
+	if *behind != "" && *behind != sysctl.ConntrackName {
+		var ok bool
+		if m, ok = sysctl.LookupMiddlebox(*behind); !ok {
+			return usagef("--behind %q: unknown middlebox (known: %s); or give --path-idle-timeout", *behind, sysctl.MiddleboxNames())
 		}
 		req.PathIdleTimeout, req.PathName = m.IdleTimeout, m.Name
-	case path == 0 && cur.ConntrackEstablished != nil && *cur.ConntrackEstablished < sysctl.AssumedPathIdleTimeout:
-		req.PathIdleTimeout, req.PathName = *cur.ConntrackEstablished, "local nf_conntrack_tcp_timeout_established"
 	}
-	rec, err := sysctl.Recommend(req)
+	ns, k, cur, err := e.tunables()
 	if err != nil {
-		if errors.Is(err, sysctl.ErrImpossible) {
-			return usagef("sysctl recommend: %v", err)
-		}
 		return err
 	}
-	if apply {
-		c := change{ns: ns, k: rec.Keepalive, persist: persist, why: "Recommended by tcpkeep: " + rec.Reason}
-		if _, err := c.apply(); err != nil {
+	if err := persistHost(ns, k, persist); err != nil {
+		return err
+	}
+	ct := cur.ConntrackEstablished
+	switch {
+	case *behind == sysctl.ConntrackName && ct == nil:
+		return inNS(ns, errors.New("--behind conntrack: there is no nf_conntrack_tcp_timeout_established (nf_conntrack is not loaded there); give --path-idle-timeout instead"))
+	case *behind == sysctl.ConntrackName, path == 0 && *behind == "" && ct != nil && *ct < sysctl.AssumedPathIdleTimeout:
+		req.PathIdleTimeout, req.PathName = *ct, "local nf_conntrack_tcp_timeout_established"
+	}
+	rec, err := sysctl.Recommend(req)
+	if errors.Is(err, sysctl.ErrImpossible) {
+		return usagef("sysctl recommend: %v", err)
+	} else if err != nil {
+		return err
+	}
+	if *apply {
+		c := sysctl.Change{Keepalive: rec.Keepalive, PersistFile: persist}
+		if _, err := e.apply(ns, k, c, false, "Recommended by tcpkeep: "+rec.Reason); err != nil {
 			return err
 		}
 	}
-	if e.output != "table" {
-		return writeJSON(e, recommendRecord{header: headerOf("sysctl_recommend", e.meta(ns)), keepaliveFields: keepaliveFieldsOf(rec.Keepalive),
-			PathIdleTimeoutS: int64(rec.PathIdleTimeout / time.Second), Reason: rec.Reason, Applied: apply})
-	}
-	w := e.stdout
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "TUNABLE (netns %s)\tNOW\tRECOMMENDED\n", ns)
-	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_time\t%d\t%d\n", cur.Time/time.Second, rec.Time/time.Second)
-	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_intvl\t%d\t%d\n", cur.Intvl/time.Second, rec.Intvl/time.Second)
-	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_probes\t%d\t%d\n", cur.Probes, rec.Probes)
-	tw.Flush()
-	fmt.Fprintln(w, rec.Reason)
-	switch {
-	case apply && persist != "":
-		fmt.Fprintf(w, "Applied, and persisted to %s.\n", persist)
-	case apply:
-		fmt.Fprintln(w, "Applied. Timers already pending expire as scheduled.")
-	case rec.Keepalive == cur.Keepalive:
-		fmt.Fprintln(w, "The namespace already has these values.")
-	default:
-		fmt.Fprintf(w, "Apply with: tcpkeep %ssysctl set --time %d --intvl %d --probes %d   (or add --apply; --persist for the next boot)\n",
-			nsArg(ns), rec.Time/time.Second, rec.Intvl/time.Second, rec.Probes)
-	}
-	return nil
-}
-
-// nsArg is the --netns argument that names ns again on a suggested command line.
-func nsArg(ns netns.NS) string {
-	if ns.Spec == "" {
-		return ""
-	}
-	return "--netns " + ns.Spec + " "
+	return report.WriteRecommendation(e.stdout, e.format(), e.meta(ns.String()),
+		&report.Recommendation{Recommendation: rec, Current: cur.Keepalive, Applied: *apply, PersistFile: persist, NetNSArg: e.netnsSpec})
 }

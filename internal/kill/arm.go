@@ -60,13 +60,15 @@ type ArmAction struct {
 	// Owner is the process it was taken from (PID, Comm), when one was found;
 	// FD is the descriptor number there (-1 when none was found). Like
 	// Socket, Before and After, it is valid during the emit call only.
-	Owner *audit.Owner
+	Owner *proc.Owner
 	FD    int
 	// MPTCP: the descriptor is an MPTCP socket and Socket its TCP subflow.
 	MPTCP bool
-	// Reason is the finding code that selected it, or ReasonFilter; Message
-	// the finding's message.
-	Reason, Message string
+	// Reason is the finding code that selected it, or ReasonFilter.
+	Reason string
+	// Finding is the finding that selected it; nil for ReasonFilter. Valid
+	// during the emit call only.
+	Finding *audit.Finding
 	// Before are the options read before anything was set, After those read
 	// back after: nil where they were not read.
 	Before, After *proc.SockOpts
@@ -126,7 +128,7 @@ type armRun struct {
 	emit func(*ArmAction)
 	sum  ArmSummary
 	act  ArmAction
-	own  audit.Owner
+	own  proc.Owner
 	bef  proc.SockOpts
 	aft  proc.SockOpts
 	stop error
@@ -174,7 +176,7 @@ func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction))
 		if !a.sel.candidate(s) {
 			continue
 		}
-		reason, msg, ok := a.sel.selected(s)
+		reason, f, ok := a.sel.selected(s)
 		if !ok {
 			continue
 		}
@@ -186,7 +188,7 @@ func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction))
 				continue
 			}
 		}
-		a.handle(s, reason, msg)
+		a.handle(s, reason, f)
 		if a.stop != nil {
 			a.sum.Stopped = true
 			return a.sum, a.stop
@@ -197,7 +199,7 @@ func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction))
 
 // auditor is the audit Run and Arm select with: only the socket rules
 // among codes, without the per-peer rule, and without owners in the messages
-// (the action carries the owner apart).
+// (the action carries the owner apart). Run builds its own the same way.
 func auditor(codes []audit.Code, cfg audit.Config) *audit.Auditor {
 	var only []audit.Code
 	for _, c := range codes {
@@ -208,18 +210,18 @@ func auditor(codes []audit.Code, cfg audit.Config) *audit.Auditor {
 	if len(only) == 0 {
 		return nil
 	}
-	cfg.Only, cfg.MaxPerPeer, cfg.Owner = only, 0, nil
+	cfg.Only, cfg.MaxPerPeer = only, 0
 	return audit.New(cfg)
 }
 
 // handle takes one selected socket from its owner, arms it and emits its
 // action.
-func (a *armRun) handle(s *diag.Socket, reason, msg string) {
+func (a *armRun) handle(s *diag.Socket, reason string, f *audit.Finding) {
 	a.sum.Selected++
-	a.act = ArmAction{Socket: s, Reason: reason, Message: msg, FD: -1}
+	a.act = ArmAction{Socket: s, Reason: reason, Finding: f, FD: -1}
 	sock, o, err := a.f.Take(s.Inode, s.Cookie)
 	if o.PID != 0 {
-		a.own = audit.Owner{PID: o.PID, Comm: a.f.Comm(o.PID)}
+		a.own = proc.Owner{PID: o.PID, FD: o.FD, Comm: a.f.Comm(o.PID)}
 		a.act.Owner, a.act.FD = &a.own, o.FD
 	}
 	if err == nil {

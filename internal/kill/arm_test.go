@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
@@ -131,7 +132,7 @@ func TestArmedConnectionsDropWhenPeerVanishes(t *testing.T) {
 		if a.result != kill.Armed || a.pid != srv.PID || !fds[a.fd] || a.reason != kill.ReasonFilter {
 			t.Errorf("%v: want armed, taken from pid %d", a, srv.PID)
 		}
-		if a.before == nil || a.before.KeepAlive || a.after == nil || !k.Holds(*a.after) {
+		if a.before == nil || a.before.KeepaliveOn || a.after == nil || !k.Holds(*a.after) {
 			t.Errorf("%v: want keepalive off before, on with the values after", a)
 		}
 	}
@@ -285,7 +286,7 @@ func TestArmDryRunThenArmThenUnchanged(t *testing.T) {
 		t.Fatalf("dry run: actions %v summary %+v, want 2 would_arm", acts, sum)
 	}
 	for _, a := range acts {
-		if a.result != kill.WouldArm || a.before == nil || a.before.KeepAlive || a.after != nil {
+		if a.result != kill.WouldArm || a.before == nil || a.before.KeepaliveOn || a.after != nil {
 			t.Errorf("dry run: %v, want would_arm with the options before and none after", a)
 		}
 	}
@@ -501,12 +502,8 @@ func TestHelperArmWithoutCapSysPtrace(t *testing.T) {
 	}
 	name, p, _ := strings.Cut(spec, ":")
 	port, _ := strconv.Atoi(p)
-	nsf, err := netns.NS{Spec: name, Path: netns.RunDir + "/" + name}.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsf.Close()
-	conn, err := diag.Dial(&diag.Config{NetNS: int(nsf.Fd()), Name: name})
+	nsv := netns.NS{Spec: name, Path: netns.RunDir + "/" + name}
+	conn, err := diag.Dial(nsv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,7 +526,7 @@ func TestHelperArmWithoutCapSysPtrace(t *testing.T) {
 	closer := &kill.OwnerCloser{Force: true}
 	defer closer.Close()
 	var results []kill.Result
-	_, err = kill.Run(context.Background(), kill.Config{Filter: filter, All: true}, conn, closer, func(a *kill.Action) { results = append(results, a.Result) })
+	_, err = kill.Run(context.Background(), kernel.Live(nsv), kill.Config{Filter: filter, All: true, ViaOwner: closer}, func(a *kill.Action) { results = append(results, a.Result) })
 	if !errors.Is(err, kill.ErrStopped) || !errors.As(err, &pe) || len(results) != 1 || results[0] != kill.Denied {
 		t.Fatalf("kill via owner without CAP_SYS_PTRACE: %v %v, want one denied and ErrStopped", results, err)
 	}

@@ -3,13 +3,14 @@ package kill
 import (
 	"context"
 	"errors"
-	"fmt"
 	"iter"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 )
 
@@ -63,17 +64,17 @@ func (r Result) String() string {
 // ReasonFilter is the reason of a socket selected by the filter alone.
 const ReasonFilter = "filter"
 
-// Action is one selected socket and what became of it.
+// Action is one selected socket and what became of it. It is only valid during
+// the emit call: copy what you keep.
 type Action struct {
-	// Socket is the socket as the dump reported it. It is only valid during the
-	// emit call: copy what you keep.
+	// Socket is the socket as the dump reported it.
 	Socket *diag.Socket
-	// Owner is the process holding it, when Config.Owner found one.
-	Owner *audit.Owner
+	// Owner is the process holding it, when Config.Owners found one.
+	Owner *proc.Owner
 	// Reason is the finding code that selected it, or ReasonFilter.
 	Reason string
-	// Message is the finding's message; empty for ReasonFilter.
-	Message string
+	// Finding is the finding that selected it; nil for ReasonFilter.
+	Finding *audit.Finding
 	Result  Result
 	// Err is why it was not closed (Result Unsupported, Denied or Error).
 	Err error
@@ -89,6 +90,13 @@ type Summary struct {
 	Closed, Gone, Failed int
 	// Dumps is how many dumps the run took: 1, or 2 with MaxPerPeer.
 	Dumps int
+	// Stopped says the run stopped at a destroy the kernel refused for a
+	// reason that holds for every socket (ErrStopped).
+	Stopped bool
+	// Interrupted says the run's context ended first.
+	Interrupted bool
+	// Duration is how long Run took.
+	Duration time.Duration
 }
 
 // Config says what a run selects.
@@ -114,8 +122,12 @@ type Config struct {
 	Listeners bool
 	// DryRun selects and reports, and destroys nothing.
 	DryRun bool
-	// Owner finds the process holding a selected socket; nil: none.
-	Owner func(*diag.Socket) (audit.Owner, bool)
+	// Owners finds the process holding a selected socket; nil: none.
+	Owners *proc.Index
+	// ViaOwner, when not nil, closes through it instead of with SOCK_DESTROY
+	// alone: Run makes the namespace's connection its Destroyer, tried first
+	// unless it is forced (see OwnerCloser). The caller closes it.
+	ViaOwner *OwnerCloser
 }
 
 // Dumper streams sockets; *diag.Conn is one.
@@ -134,6 +146,14 @@ type Destroyer interface {
 // CAP_NET_ADMIN): the run stops there instead of failing once per socket.
 var ErrStopped = errors.New("stopped at the first socket")
 
+// stopError is a destroy refused for every socket: it is ErrStopped, and says
+// what the kernel said.
+type stopError struct{ err error }
+
+func (e stopError) Error() string        { return e.err.Error() }
+func (e stopError) Unwrap() error        { return e.err }
+func (e stopError) Is(target error) bool { return target == ErrStopped }
+
 // run is one Run's state.
 type run struct {
 	cfg   Config
@@ -142,13 +162,16 @@ type run struct {
 	sum   Summary
 	aud   *audit.Auditor
 	act   Action
-	found *audit.Finding // the finding that selected the socket being checked
+	owner proc.Owner
+	found audit.Finding // the finding that selected the socket being checked
+	hit   bool          // found holds one
 	stop  error
 }
 
-// Run selects sockets from dumps of dump, destroys each with d (unless
-// cfg.DryRun) and hands every selected socket's Action to emit, in the order
-// they are handled.
+// Run selects sockets from dumps of ns, destroys each (unless cfg.DryRun) and
+// hands every selected socket's Action to emit, in the order they are handled.
+// It needs no command line: a Go program or an agent runs it with a namespace,
+// a configuration and a sink.
 //
 // Sockets are destroyed as the dump hands them out. The dump goes on meanwhile:
 // the kernel resumes a dump by position within a hash bucket, but it builds
@@ -165,8 +188,35 @@ type run struct {
 // connections that opened meanwhile count too.
 //
 // Run returns the summary and the first error that stopped it: a failed dump,
-// or a destroy refused for every socket (wrapped with ErrStopped).
-func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*Action)) (Summary, error) {
+// ctx's end (the summary says Interrupted), or a destroy refused for every
+// socket (wrapped with ErrStopped; the summary says Stopped).
+func Run(ctx context.Context, ns kernel.NS, cfg Config, emit func(*Action)) (Summary, error) {
+	start := time.Now()
+	if len(cfg.Findings) > 0 {
+		t, err := ns.Tunables()
+		if err != nil {
+			return Summary{}, err
+		}
+		cfg.Audit.Tunables = t
+	}
+	c, err := ns.Dial()
+	if err != nil {
+		return Summary{}, err
+	}
+	defer c.Close()
+	var d Destroyer = c
+	if cfg.ViaOwner != nil {
+		cfg.ViaOwner.Destroyer, d = c, cfg.ViaOwner
+	}
+	sum, err := run1(ctx, cfg, c, d, emit)
+	sum.Duration = time.Since(start)
+	sum.Stopped = errors.Is(err, ErrStopped)
+	sum.Interrupted = err != nil && ctx.Err() != nil
+	return sum, err
+}
+
+// run1 is Run on a dump and a destroyer, one Conn or two.
+func run1(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*Action)) (Summary, error) {
 	r := &run{cfg: cfg, d: d, emit: emit}
 	if r.cfg.DryRun {
 		r.d = nil
@@ -180,8 +230,10 @@ func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*A
 	if len(codes) > 0 {
 		ac := cfg.Audit
 		ac.Only, ac.MaxPerPeer = codes, 0
-		// The rules' messages name the owner; the action carries it apart.
-		ac.Owner = nil
+		// The action carries the owner; the rules read options through the index.
+		if cfg.Owners != nil {
+			ac.Owners = cfg.Owners
+		}
 		r.aud = audit.New(ac)
 	}
 	var peers *peerCounts
@@ -201,8 +253,8 @@ func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*A
 		if !r.candidate(s) {
 			continue
 		}
-		if reason, msg, ok := r.selected(s); ok {
-			r.handle(s, reason, msg)
+		if reason, f, ok := r.selected(s); ok {
+			r.handle(s, reason, f)
 			if r.stop != nil {
 				return r.sum, r.stop
 			}
@@ -229,10 +281,10 @@ func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*A
 		// Selected by a finding or the filter: handled in the first dump
 		// already (and gone, unless destroying it failed or this is a dry run),
 		// or flagged only now (its idle time crossed a threshold meanwhile).
-		if reason, msg, ok := r.selected(s); ok {
+		if reason, f, ok := r.selected(s); ok {
 			if !handled[s.Cookie] {
 				handled[s.Cookie] = true
-				r.handle(s, reason, msg)
+				r.handle(s, reason, f)
 				if r.stop != nil {
 					return r.sum, r.stop
 				}
@@ -240,7 +292,8 @@ func Run(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*A
 			continue
 		}
 		if victim := peers.offer(s); victim != nil {
-			r.handle(victim, string(audit.PeerLimitExceeded), peers.message(victim))
+			r.found = peers.finding(victim)
+			r.handle(victim, string(audit.PeerLimitExceeded), &r.found)
 			if r.stop != nil {
 				return r.sum, r.stop
 			}
@@ -255,34 +308,35 @@ func (r *run) candidate(s *diag.Socket) bool {
 }
 
 // selected says whether All or a finding selects s, and why.
-func (r *run) selected(s *diag.Socket) (reason, msg string, ok bool) {
+func (r *run) selected(s *diag.Socket) (reason string, f *audit.Finding, ok bool) {
 	if r.aud != nil {
-		r.found = nil
+		r.hit = false
 		r.aud.Check(s, r.onFinding)
-		if r.found != nil {
-			return string(r.found.Code), r.found.Message, true
+		if r.hit {
+			return string(r.found.Code), &r.found, true
 		}
 	}
 	if r.cfg.All {
-		return ReasonFilter, "", true
+		return ReasonFilter, nil, true
 	}
-	return "", "", false
+	return "", nil, false
 }
 
-func (r *run) onFinding(f audit.Finding) {
-	if r.found == nil {
-		r.found = &f
+func (r *run) onFinding(f *audit.Finding) {
+	if !r.hit {
+		r.found, r.hit = *f, true
 	}
 }
 
 // handle destroys one selected socket and emits its action.
-func (r *run) handle(s *diag.Socket, reason, msg string) {
+func (r *run) handle(s *diag.Socket, reason string, f *audit.Finding) {
 	r.sum.Selected++
-	r.act = Action{Socket: s, Reason: reason, Message: msg}
-	if r.cfg.Owner != nil && s.Inode != 0 {
-		if o, ok := r.cfg.Owner(s); ok {
-			r.act.Owner = &o
-		}
+	r.act = Action{Socket: s, Reason: reason, Finding: f}
+	if f != nil && f.Owner != nil {
+		r.act.Owner = f.Owner
+	} else if o, ok := r.cfg.Owners.Owner(s.Inode); ok {
+		r.owner = o
+		r.act.Owner = &r.owner
 	}
 	if r.d == nil {
 		r.act.Result = WouldClose
@@ -299,7 +353,7 @@ func (r *run) handle(s *diag.Socket, reason, msg string) {
 			r.sum.Failed++
 		}
 		if r.act.Result == Unsupported || r.act.Result == Denied {
-			r.stop = fmt.Errorf("%w: %w", ErrStopped, err)
+			r.stop = stopError{err}
 		}
 	}
 	r.emit(&r.act)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 	"github.com/tcpkeep/tcpkeep/sysctl"
@@ -26,17 +27,17 @@ import (
 
 // action is a copy of a kill.Action, kept after the emit call.
 type action struct {
-	sock   diag.Socket
-	reason string
-	msg    string
-	result kill.Result
-	err    error
+	sock    diag.Socket
+	reason  string
+	finding *audit.Finding
+	result  kill.Result
+	err     error
 }
 
 // dialNS opens a sock_diag Conn inside ns.
 func dialNS(t testing.TB, ns *testnet.NS) *diag.Conn {
 	t.Helper()
-	c, err := diag.Dial(&diag.Config{NetNS: ns.Fd(), Name: ns.Name})
+	c, err := diag.Dial(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,18 +51,43 @@ type destroyFunc func(s *diag.Socket) error
 
 func (f destroyFunc) Destroy(s *diag.Socket) error { return f(s) }
 
-// run runs kill.Run on ns as tcpkeep kill does: one Conn dumps, another
-// destroys. hook, when not nil, wraps the destroying Conn.
+// hooked is a namespace whose connections destroy through a hook.
+type hooked struct {
+	kernel.NS
+	hook func(d kill.Destroyer) kill.Destroyer
+}
+
+func (h hooked) Dial() (kernel.Conn, error) {
+	c, err := h.NS.Dial()
+	if err != nil {
+		return nil, err
+	}
+	return hookedConn{c, h.hook(c)}, nil
+}
+
+type hookedConn struct {
+	kernel.Conn
+	d kill.Destroyer
+}
+
+func (c hookedConn) Destroy(s *diag.Socket) error { return c.d.Destroy(s) }
+
+// run runs kill.Run on ns as tcpkeep kill does. hook, when not nil, wraps the
+// destroying Conn.
 func run(t *testing.T, ns *testnet.NS, cfg kill.Config, hook func(d kill.Destroyer) kill.Destroyer) ([]action, kill.Summary, error) {
 	t.Helper()
-	dump, destroy := dialNS(t, ns), dialNS(t, ns)
-	var d kill.Destroyer = destroy
+	var k kernel.NS = kernel.Live(ns.NetNS())
 	if hook != nil {
-		d = hook(d)
+		k = hooked{k, hook}
 	}
 	var acts []action
-	sum, err := kill.Run(context.Background(), cfg, dump, d, func(a *kill.Action) {
-		acts = append(acts, action{*a.Socket, a.Reason, a.Message, a.Result, a.Err})
+	sum, err := kill.Run(context.Background(), k, cfg, func(a *kill.Action) {
+		var f *audit.Finding
+		if a.Finding != nil {
+			cp := *a.Finding
+			f = &cp
+		}
+		acts = append(acts, action{*a.Socket, a.Reason, f, a.Result, a.Err})
 	})
 	return acts, sum, err
 }
@@ -159,20 +185,15 @@ func TestHalfOpenClosedHealthySurvives(t *testing.T) {
 	halfCookie, healthyCookie, srvCookie := cookie(t, half), cookie(t, healthy), cookie(t, healthySrv)
 	p.B.LinkDown()
 
-	tun, err := sysctl.Read(p.A.NetNS())
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := kill.Config{
 		Filter:   &diag.Filter{States: diag.Of(diag.StateEstablished)},
 		Findings: []audit.Code{audit.HalfOpenKeepalive},
-		Audit:    audit.DefaultConfig(tun),
+		Audit:    audit.DefaultConfig(sysctl.Tunables{}),
 	}
 	// Probes go out after 1s of silence; the first unanswered one makes the
 	// finding, the kernel itself gives up after 5 (about 6s).
-	deadline := time.Now().Add(10 * time.Second)
 	var closed *action
-	for closed == nil {
+	testnet.Wait(t, 10*time.Second, "half_open_keepalive to select the connection to the vanished peer", func() bool {
 		acts, sum, err := run(t, p.A, cfg, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -181,16 +202,13 @@ func TestHalfOpenClosedHealthySurvives(t *testing.T) {
 			if a.sock.Cookie != halfCookie {
 				t.Fatalf("selected %s (%s), want only the half-open connection", a.sock.ID(), a.reason)
 			}
-			if a.result != kill.Closed || a.reason != string(audit.HalfOpenKeepalive) || sum.Closed != 1 || sum.Failed != 0 {
+			if a.result != kill.Closed || a.reason != string(audit.HalfOpenKeepalive) || sum.Closed != 1 || sum.Failed != 0 || a.finding == nil {
 				t.Fatalf("action %+v, summary %+v: want closed for half_open_keepalive", a, sum)
 			}
 			closed = &acts[i]
 		}
-		if closed == nil && time.Now().After(deadline) {
-			t.Fatal("half_open_keepalive never selected the connection to the vanished peer within 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return closed != nil
+	})
 	half.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := half.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNABORTED) {
 		t.Fatalf("owner's read after kill: %v, want ECONNABORTED", err)
@@ -305,12 +323,8 @@ func TestMaxPerPeerClosesIdlestSurplus(t *testing.T) {
 	// each once the kernel counts 20ms of silence since the previous write.
 	waitUntil := func(what string, cond func(map[uint64]time.Duration) bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond(idle()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s; idle times %v", what, idle())
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !testnet.Poll(5*time.Second, func() bool { return cond(idle()) }) {
+			t.Fatalf("%s: not within 5s; idle times %v", what, idle())
 		}
 	}
 	waitUntil("connections idle", func(m map[uint64]time.Duration) bool { return m[srvCookie[5]] >= 20*time.Millisecond })
@@ -339,8 +353,8 @@ func TestMaxPerPeerClosesIdlestSurplus(t *testing.T) {
 	}
 	var got []uint64
 	for _, a := range acts {
-		if a.result != kill.Closed || a.reason != string(audit.PeerLimitExceeded) || a.msg == "" {
-			t.Errorf("action %+v, want closed for peer_limit_exceeded with a message", a)
+		if a.result != kill.Closed || a.reason != string(audit.PeerLimitExceeded) || a.finding == nil || a.finding.Count != 5 || a.finding.Limit != 2 {
+			t.Errorf("action %+v, want closed for peer_limit_exceeded: 5 connections over 2", a)
 		}
 		got = append(got, a.sock.Cookie)
 	}

@@ -2,53 +2,35 @@ package kill
 
 import (
 	"container/heap"
-	"fmt"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 )
 
-// peerKey is one remote address (IPv4-mapped addresses as IPv4) connected to
-// one local port, as peer_limit_exceeded counts them.
-type peerKey struct {
-	addr [16]byte
-	port uint16
-}
-
-func keyOf(s *diag.Socket) peerKey {
-	return peerKey{addr: s.Remote.Addr().Unmap().As16(), port: s.Local.Port()}
-}
-
-// peerCounts enforces --max-per-peer over two dumps: count, then keep the
-// least idle and close the rest.
+// peerCounts enforces a per-peer limit over two dumps: count (audit.Peers, as
+// the audit counts), then keep the least idle and close the rest.
 type peerCounts struct {
 	limit  int
-	counts map[peerKey]int32   // first dump: connections per peer, all peers
-	groups map[peerKey]*keeper // second dump: the peers over the limit only
+	counts *audit.Peers           // first dump: connections per peer, all peers
+	groups map[audit.Peer]*keeper // second dump: the peers over the limit only
 	start  time.Time
 	victim diag.Socket // the socket a keeper pushed out, while it is handled
 }
 
 func newPeerCounts(limit int) *peerCounts {
-	return &peerCounts{limit: limit, counts: map[peerKey]int32{}, start: time.Now()}
+	return &peerCounts{limit: limit, counts: audit.NewPeers(limit), start: time.Now()}
 }
 
 // count counts s in the first dump.
-func (p *peerCounts) count(s *diag.Socket) {
-	if audit.HoldsPeer(s.State) {
-		p.counts[keyOf(s)]++
-	}
-}
+func (p *peerCounts) count(s *diag.Socket) { p.counts.Add(s) }
 
 // over ends the first dump: it keeps a keeper for every peer over the limit
 // and forgets the counts of the others. It reports whether there is any.
 func (p *peerCounts) over() bool {
-	p.groups = map[peerKey]*keeper{}
-	for k, n := range p.counts {
-		if int(n) > p.limit {
-			p.groups[k] = &keeper{count: int(n)}
-		}
+	p.groups = map[audit.Peer]*keeper{}
+	for _, o := range p.counts.Over() {
+		p.groups[o.Peer] = &keeper{count: o.N}
 	}
 	p.counts = nil
 	return len(p.groups) > 0
@@ -61,7 +43,7 @@ func (p *peerCounts) offer(s *diag.Socket) *diag.Socket {
 	if !audit.HoldsPeer(s.State) {
 		return nil
 	}
-	g := p.groups[keyOf(s)]
+	g := p.groups[audit.PeerOf(s)]
 	if g == nil {
 		return nil
 	}
@@ -83,15 +65,16 @@ func (p *peerCounts) offer(s *diag.Socket) *diag.Socket {
 	return &p.victim
 }
 
-// message is the reason a peer's connection is closed, in words.
-func (p *peerCounts) message(s *diag.Socket) string {
-	k := keyOf(s)
+// finding is why a peer's connection s is closed, as the audit states it: the
+// peer holds Count connections, over Limit, and s is one of the idlest (idle
+// Value).
+func (p *peerCounts) finding(s *diag.Socket) audit.Finding {
 	n := 0
-	if g := p.groups[k]; g != nil {
+	if g := p.groups[audit.PeerOf(s)]; g != nil {
 		n = g.count
 	}
-	return fmt.Sprintf("%s holds %d connections to local port %d (over --max-per-peer %d); this is one of the %d idlest (idle %s)",
-		s.Remote.Addr().Unmap(), n, k.port, p.limit, max(n-p.limit, 1), s.Idle().Round(time.Millisecond))
+	return audit.Finding{Code: audit.PeerLimitExceeded, Severity: audit.Warning, Socket: s,
+		Count: n, Limit: p.limit, Value: s.Idle(), Remedy: audit.RemedyLimitPeer}
 }
 
 // kept is a connection a keeper holds on to.

@@ -120,7 +120,7 @@ func TestFindingBetweenTheDumps(t *testing.T) {
 		MaxPerPeer: 1,
 	}
 	closed := map[uint64]string{}
-	_, err := Run(context.Background(), cfg, d, noDestroy{}, func(a *Action) {
+	_, err := run1(context.Background(), cfg, d, noDestroy{}, func(a *Action) {
 		if prev, ok := closed[a.Socket.Cookie]; ok {
 			t.Errorf("socket %d handled twice (%s, then %s)", a.Socket.Cookie, prev, a.Reason)
 		}

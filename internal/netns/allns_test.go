@@ -291,7 +291,7 @@ func TestWalkGoesOnWhenANamespaceIsDeleted(t *testing.T) {
 			if _, err := sysctl.Read(v); err != nil {
 				return err
 			}
-			c, err := diag.Dial(&diag.Config{NetNS: v.Fd(), Name: v.Name})
+			c, err := diag.Dial(v)
 			if err != nil {
 				return err
 			}
@@ -308,7 +308,7 @@ func TestWalkGoesOnWhenANamespaceIsDeleted(t *testing.T) {
 		h.Kill()
 		w := &netns.Walker{Parallel: 4}
 		res, err := w.Walk(context.Background(), list, &bytes.Buffer{}, func(ctx context.Context, v *netns.Visit) error {
-			c, err := diag.Dial(&diag.Config{NetNS: v.Fd(), Name: v.Name})
+			c, err := diag.Dial(v)
 			if err != nil {
 				return err
 			}
@@ -352,11 +352,11 @@ func TestWalkCountsWhatSSCounts(t *testing.T) {
 			var out bytes.Buffer
 			w := &netns.Walker{Parallel: 2, Enter: enter}
 			res, err := w.Walk(context.Background(), list, &out, func(ctx context.Context, v *netns.Visit) error {
-				cfg := &diag.Config{NetNS: v.Fd(), Name: v.Name}
+				var ns diag.Namespace = v
 				if enter {
-					cfg = &diag.Config{Name: v.Name} // the thread is inside already
+					ns = nil // the thread is inside already
 				}
-				c, err := diag.Dial(cfg)
+				c, err := diag.Dial(ns)
 				if err != nil {
 					return err
 				}

@@ -35,11 +35,11 @@ func benchEnv(b *testing.B, name string, def int) int {
 // each, in 32 KiB writes.
 func dumpTo(enter bool) func(ctx context.Context, v *netns.Visit) error {
 	return func(ctx context.Context, v *netns.Visit) error {
-		cfg := &diag.Config{NetNS: v.Fd(), Name: v.Name}
+		var ns diag.Namespace = v
 		if enter {
-			cfg = &diag.Config{Name: v.Name}
+			ns = nil // the thread is inside already
 		}
-		c, err := diag.Dial(cfg)
+		c, err := diag.Dial(ns)
 		if err != nil {
 			return err
 		}
@@ -156,12 +156,8 @@ func BenchmarkAllNetns(b *testing.B) {
 		// dump, write, leave), so both see the same load (x-raw-dump).
 		conns := make([]*diag.Conn, len(mine))
 		for i, ns := range mine {
-			f, err := ns.NS.Open()
-			if err != nil {
-				b.Fatal(err)
-			}
-			conns[i], err = diag.Dial(&diag.Config{NetNS: int(f.Fd()), Name: ns.Name})
-			f.Close()
+			var err error
+			conns[i], err = diag.Dial(ns.NS)
 			if err != nil {
 				b.Fatal(err)
 			}

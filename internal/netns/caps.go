@@ -58,15 +58,27 @@ type PermissionError struct {
 	Err error
 }
 
+// Error does not name the namespace: whoever reports it names it once.
 func (e *PermissionError) Error() string {
-	s := fmt.Sprintf("%s netns %s (%s): %v", e.Op, e.NS, e.Path, e.Err)
+	s := fmt.Sprintf("%v: %s: %v", e.sentinel(), e.Path, e.Err)
 	if e.Missing != "" {
 		s += " (needs " + string(e.Missing) + ")"
 	}
 	return s
 }
 
+// Unwrap is the kernel's error.
 func (e *PermissionError) Unwrap() error { return e.Err }
+
+// Is makes a refused open an ErrOpen and a refused setns an ErrEnter.
+func (e *PermissionError) Is(target error) bool { return target == e.sentinel() }
+
+func (e *PermissionError) sentinel() error {
+	if e.Op == "enter" {
+		return ErrEnter
+	}
+	return ErrOpen
+}
 
 // MissingCapability returns the capability whose absence err reports, if it
 // reports one.

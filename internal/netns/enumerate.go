@@ -343,7 +343,10 @@ func classifyOpen(name, path string, err error, c Capability) error {
 	if isDenied(err) {
 		return denied("open", name, path, err, c)
 	}
-	return fmt.Errorf("netns %s: %w", name, err)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s does not exist", ErrNotExist, path)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrOpen, path, err)
 }
 
 // pfKthread is PF_KTHREAD, the flag of a kernel thread (include/linux/sched.h).
@@ -384,7 +387,7 @@ func Describe(ns NS) (Namespace, error) {
 		if isDenied(err) {
 			return Namespace{}, classifyOpen(n.Name, ns.Path, err, openCap(ns.Path))
 		}
-		return Namespace{}, fmt.Errorf("netns %s: %w", n.Name, err)
+		return Namespace{}, classifyOpen(n.Name, ns.Path, err, "")
 	}
 	n.Dev, n.Ino = st.Dev, st.Ino
 	if err := unix.Stat("/proc/thread-self/ns/net", &self); err != nil {

@@ -46,7 +46,7 @@ func ExampleWalker_Walk() {
 		if err != nil {
 			return err
 		}
-		c, err := diag.Dial(&diag.Config{Name: v.Name}) // made on that thread too: without Enter, NetNS: v.Fd()
+		c, err := diag.Dial(nil) // made on that thread too: without Enter, diag.Dial(v)
 		if err != nil {
 			return err
 		}

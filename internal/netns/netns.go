@@ -27,12 +27,24 @@ import (
 // RunDir is where `ip netns add` binds named namespaces.
 const RunDir = "/run/netns"
 
-// ErrNotExist reports a namespace that does not exist.
-var ErrNotExist = errors.New("no such network namespace")
-
-// ErrSpelling reports a --netns value that cannot name a namespace at all, what
-// ever exists on the host: a usage error, not a runtime one.
-var ErrSpelling = errors.New("not a namespace")
+// Errors a caller can test with errors.Is. They do not name the namespace:
+// the caller, which knows it, names it once.
+var (
+	// ErrNotExist reports a namespace that does not exist.
+	ErrNotExist = errors.New("no such network namespace")
+	// ErrSpelling reports a spelling that cannot name a namespace at all,
+	// whatever exists on the host: a usage error, not a runtime one.
+	ErrSpelling = errors.New("not a namespace")
+	// ErrNotNetNS reports a file that is not a network namespace.
+	ErrNotNetNS = errors.New("not a network namespace")
+	// ErrOpen marks a namespace file that could not be opened; with
+	// os.ErrPermission, another process's namespace needs ptrace access to it
+	// (CAP_SYS_PTRACE).
+	ErrOpen = errors.New("cannot open the namespace")
+	// ErrEnter marks a namespace that could not be entered; with
+	// os.ErrPermission, setns needs CAP_SYS_ADMIN.
+	ErrEnter = errors.New("cannot enter the namespace")
+)
 
 // NS identifies one network namespace.
 type NS struct {
@@ -69,14 +81,14 @@ func parse(spec string) (NS, error) {
 	case strings.HasPrefix(spec, "pid:"):
 		pid, err := strconv.Atoi(spec[len("pid:"):])
 		if err != nil || pid <= 0 {
-			return NS{}, fmt.Errorf("netns %q: %w: pid:PID needs a positive process ID", spec, ErrSpelling)
+			return NS{}, fmt.Errorf("%q is %w: pid:PID needs a positive process ID", spec, ErrSpelling)
 		}
 		ns = NS{Spec: spec, Path: fmt.Sprintf("/proc/%d/ns/net", pid)}
 	case strings.ContainsRune(spec, '/'):
 		ns = NS{Spec: spec, Path: spec}
 	default:
 		if spec == "." || spec == ".." {
-			return NS{}, fmt.Errorf("netns %q: %w name (list them with: ip netns list)", spec, ErrSpelling)
+			return NS{}, fmt.Errorf("%q is %w name", spec, ErrSpelling)
 		}
 		ns = NS{Spec: spec, Path: filepath.Join(RunDir, spec)}
 	}
@@ -86,36 +98,31 @@ func parse(spec string) (NS, error) {
 func (ns NS) check() error {
 	// Only a regular-looking file can be a namespace: never open a FIFO or device.
 	if st, err := os.Stat(ns.Path); err == nil && !st.Mode().IsRegular() {
-		return fmt.Errorf("netns %q: %s is not a network namespace (%s)", ns.Spec, ns.Path, ns.hint())
+		return fmt.Errorf("%s is %w", ns.Path, ErrNotNetNS)
 	}
-	f, err := os.Open(ns.Path)
+	f, err := ns.open()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("netns %q: %w: %s does not exist (%s)", ns.Spec, ErrNotExist, ns.Path, ns.hint())
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("netns %q: %w (another process's namespace needs root, and ptrace access to that process)", ns.Spec, err)
-		}
-		return fmt.Errorf("netns %q: %w", ns.Spec, err)
+		return err
 	}
 	defer f.Close()
 	// NS_GET_NSTYPE tells a network namespace from any other file.
 	t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
 	if err != nil || t != unix.CLONE_NEWNET {
-		return fmt.Errorf("netns %q: %s is not a network namespace (%s)", ns.Spec, ns.Path, ns.hint())
+		return fmt.Errorf("%s is %w", ns.Path, ErrNotNetNS)
 	}
 	return nil
 }
 
-func (ns NS) hint() string {
+// open opens the namespace file.
+func (ns NS) open() (*os.File, error) {
+	f, err := os.Open(ns.Path)
 	switch {
-	case strings.HasPrefix(ns.Spec, "pid:"):
-		return "is the process running?"
-	case strings.ContainsRune(ns.Spec, '/'):
-		return "give a namespace file such as /proc/PID/ns/net or /run/netns/NAME"
-	default:
-		return "list them with: ip netns list"
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNotExist, ns.Path)
+	case err != nil:
+		return nil, classifyOpen(ns.String(), ns.Path, err, openCap(ns.Path))
 	}
+	return f, nil
 }
 
 // String names the namespace for people and for the netns field of records:
@@ -128,21 +135,15 @@ func (ns NS) String() string {
 }
 
 // Open opens the namespace file, for APIs that take a namespace descriptor
-// (netlink's Config.NetNS, setns). The caller closes it.
-func (ns NS) Open() (*os.File, error) {
-	f, err := os.Open(ns.Path)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", ns, err)
-	}
-	return f, nil
-}
+// (setns). The caller closes it.
+func (ns NS) Open() (*os.File, error) { return ns.open() }
 
 // Inode is the namespace's identity: two files refer to the same namespace when
 // their inodes (on nsfs) are equal.
 func (ns NS) Inode() (uint64, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(ns.Path, &st); err != nil {
-		return 0, fmt.Errorf("netns %s: %w", ns, err)
+		return 0, fmt.Errorf("stat %s: %w", ns.Path, err)
 	}
 	return st.Ino, nil
 }
@@ -201,12 +202,9 @@ func (ns NS) Do(fn func() error) error {
 // enter switches the locked calling thread into ns and returns how to come back.
 // A refusal is a *PermissionError naming the capability this process lacks.
 func (ns NS) enter() (back func() error, err error) {
-	target, err := os.Open(ns.Path)
+	target, err := ns.open()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("netns %q: %w: %s does not exist (%s)", ns.Spec, ErrNotExist, ns.Path, ns.hint())
-		}
-		return nil, classifyOpen(ns.String(), ns.Path, err, openCap(ns.Path))
+		return nil, err
 	}
 	defer target.Close()
 	return enterFile(target, ns.String())

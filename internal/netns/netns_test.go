@@ -11,7 +11,27 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
 
+// TestResolveSpellings: a path and pid:PID name our own namespace, as given,
+// without privilege.
 func TestResolveSpellings(t *testing.T) {
+	want := mustInode(t, netns.Self())
+	for _, spec := range []string{fmt.Sprintf("pid:%d", os.Getpid()), fmt.Sprintf("/proc/%d/ns/net", os.Getpid()), "/proc/self/ns/net"} {
+		got, err := netns.Resolve(spec)
+		if err != nil {
+			t.Fatalf("Resolve(%q): %v", spec, err)
+		}
+		if ino, _ := got.Inode(); ino != want || got.String() != spec {
+			t.Fatalf("Resolve(%q) = %+v (inode %d), want inode %d named as given", spec, got, ino, want)
+		}
+	}
+	if ns, err := netns.Resolve(""); err != nil || ns.String() != "self" {
+		t.Fatalf(`Resolve("") = %+v, %v; want the namespace tcpkeep runs in, "self"`, ns, err)
+	}
+}
+
+// TestResolveNames: a name under /run/netns, and its path, name the namespace
+// `ip netns add` made.
+func TestResolveNames(t *testing.T) {
 	ns := testnet.NewNS(t)
 	want, err := ns.NetNS().Inode()
 	if err != nil {
@@ -26,13 +46,6 @@ func TestResolveSpellings(t *testing.T) {
 			t.Fatalf("Resolve(%q) = %+v (inode %d), want inode %d named as given", spec, got, ino, want)
 		}
 	}
-	self, err := netns.Resolve(fmt.Sprintf("pid:%d", os.Getpid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, _ := self.Inode(); a != mustInode(t, netns.Self()) {
-		t.Fatal("pid:OWN-PID is not our namespace")
-	}
 }
 
 func mustInode(t *testing.T, ns netns.NS) uint64 {
@@ -45,22 +58,22 @@ func mustInode(t *testing.T, ns netns.NS) uint64 {
 }
 
 func TestResolveSaysWhatIsWrong(t *testing.T) {
-	for _, tc := range []struct{ spec, says string }{
-		{"tk-no-such", "ip netns list"},
-		{"pid:0", "positive process ID"},
-		{"pid:abc", "positive process ID"},
-		{"pid:999999999", "is the process running"},
-		{"/etc/hostname", "not a network namespace"},
-		{"/no/such/file", "does not exist"},
-		{"..", "not a namespace name"},
+	for _, tc := range []struct {
+		spec, says string
+		is         error
+	}{
+		{"tk-no-such", "/run/netns/tk-no-such does not exist", netns.ErrNotExist},
+		{"pid:0", "positive process ID", netns.ErrSpelling},
+		{"pid:abc", "positive process ID", netns.ErrSpelling},
+		{"pid:999999999", "/proc/999999999/ns/net does not exist", netns.ErrNotExist},
+		{"/etc/hostname", "not a network namespace", netns.ErrNotNetNS},
+		{"/no/such/file", "does not exist", netns.ErrNotExist},
+		{"..", "not a namespace name", netns.ErrSpelling},
 	} {
 		_, err := netns.Resolve(tc.spec)
-		if err == nil || !strings.Contains(err.Error(), tc.says) {
-			t.Errorf("Resolve(%q) = %v, want an error saying %q", tc.spec, err, tc.says)
+		if err == nil || !strings.Contains(err.Error(), tc.says) || !errors.Is(err, tc.is) {
+			t.Errorf("Resolve(%q) = %v, want %v saying %q", tc.spec, err, tc.is, tc.says)
 		}
-	}
-	if _, err := netns.Resolve("tk-no-such"); !errors.Is(err, netns.ErrNotExist) {
-		t.Errorf("a missing namespace is not ErrNotExist: %v", err)
 	}
 }
 

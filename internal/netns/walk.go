@@ -76,7 +76,7 @@ func (v *Visit) Fd() int { return int(v.file.Fd()) }
 func (v *Visit) Open() (*os.File, error) {
 	fd, err := unix.FcntlInt(v.file.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", v.Name, err)
+		return nil, fmt.Errorf("duplicate the namespace file: %w", err)
 	}
 	return os.NewFile(uintptr(fd), v.file.Name()), nil
 }
@@ -256,7 +256,7 @@ func (n Namespace) openChecked() (*os.File, error) {
 	if refused != nil {
 		return nil, refused
 	}
-	return nil, fmt.Errorf("netns %s: %w", n.Name, ErrGone)
+	return nil, ErrGone
 }
 
 // openCap is the capability opening a namespace file may need: CAP_SYS_PTRACE
@@ -273,19 +273,19 @@ func openCap(path string) Capability {
 func enterFile(f *os.File, name string) (back func() error, err error) {
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, fmt.Errorf("netns: open current namespace: %w", err)
+		return nil, fmt.Errorf("open the current namespace: %w", err)
 	}
 	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
 		orig.Close()
 		if isDenied(err) {
 			return nil, denied("enter", name, f.Name(), err, CapSysAdmin)
 		}
-		return nil, fmt.Errorf("enter netns %s: %w", name, err)
+		return nil, fmt.Errorf("%w: %w", ErrEnter, err)
 	}
 	return func() error {
 		defer orig.Close()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("leave netns %s: %w", name, err)
+			return fmt.Errorf("leave the namespace: %w", err)
 		}
 		return nil
 	}, nil

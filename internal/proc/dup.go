@@ -174,7 +174,7 @@ func (k Keepalive) Check() error {
 // the same values (TCP_USER_TIMEOUT compared only when k sets it). Values o
 // read back from the namespace's tunables count as the same.
 func (k Keepalive) Holds(o SockOpts) bool {
-	return o.KeepAlive && o.KeepIdle == k.Time && o.KeepIntvl == k.Intvl && o.KeepCnt == k.Probes &&
+	return o.KeepaliveOn && o.Keepalive.Time == k.Time && o.Keepalive.Intvl == k.Intvl && o.Keepalive.Probes == k.Probes &&
 		(!k.SetUserTimeout || o.UserTimeout == k.UserTimeout)
 }
 
@@ -210,20 +210,20 @@ func (s *Sock) Arm(k Keepalive, before SockOpts) (SockOpts, error) {
 		return SockOpts{}, fmt.Errorf("setsockopt TCP_USER_TIMEOUT on the MPTCP socket of pid %d fd %d: %w", s.Owner.PID, s.Owner.FD, ErrOptionUnsupported)
 	}
 	ka := 0
-	if before.KeepAlive {
+	if before.KeepaliveOn {
 		ka = 1
 	}
 	var buf [5]sockopt
 	steps := append(buf[:0],
-		sockopt{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(k.Intvl / time.Second), int(before.KeepIntvl / time.Second)},
-		sockopt{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, k.Probes, before.KeepCnt},
+		sockopt{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(k.Intvl / time.Second), int(before.Keepalive.Intvl / time.Second)},
+		sockopt{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, k.Probes, before.Keepalive.Probes},
 	)
 	if k.SetUserTimeout {
 		steps = append(steps, sockopt{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(k.UserTimeout / time.Millisecond), int(before.UserTimeout / time.Millisecond)})
 	}
 	steps = append(steps,
 		sockopt{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1, ka},
-		sockopt{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(k.Time / time.Second), int(before.KeepIdle / time.Second)},
+		sockopt{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(k.Time / time.Second), int(before.Keepalive.Time / time.Second)},
 	)
 	for i, st := range steps {
 		if err := unix.SetsockoptInt(s.fd, st.level, st.opt, st.val); err != nil {

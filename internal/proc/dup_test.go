@@ -114,7 +114,7 @@ func TestArmSetsReadsBackAndUndoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := SockOpts{KeepAlive: true, KeepIdle: 9 * time.Second, KeepIntvl: 4 * time.Second, KeepCnt: 6, UserTimeout: 12345 * time.Millisecond}
+	want := SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 9 * time.Second, Intvl: 4 * time.Second, Probes: 6}, UserTimeout: 12345 * time.Millisecond}
 	if after != want || !k.Holds(after) {
 		t.Errorf("read back %+v, want %+v", after, want)
 	}
@@ -168,7 +168,7 @@ func TestArmTimerFromLastHeard(t *testing.T) {
 	l := ns.Listen("127.0.0.1:0")
 	old := ns.Dial(l.Addr().String())
 	oldFd, oldIno := fdOf(t, old)
-	conn, err := diag.Dial(&diag.Config{NetNS: ns.Fd(), Name: ns.Name})
+	conn, err := diag.Dial(ns.NetNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestFinder(t *testing.T) {
 	}
 	c, _ := loopPair(t) // opened after the scan
 	cfd, cino := fdOf(t, c)
-	if o, err := f.Find(cino); err != nil || o != (Owner{PID: me, FD: cfd}) {
+	if o, err := f.Find(cino); err != nil || o.PID != me || o.FD != cfd {
 		t.Fatalf("Find after the scan: %+v %v, want pid %d fd %d", o, err, me, cfd)
 	}
 	if _, err := f.Find(0); !errors.Is(err, ErrNoOwner) {
@@ -418,7 +418,7 @@ func TestKeepaliveCheckAndHolds(t *testing.T) {
 		}
 	}
 	k := ka(60*time.Second, 10*time.Second, 5)
-	has := SockOpts{KeepAlive: true, KeepIdle: 60 * time.Second, KeepIntvl: 10 * time.Second, KeepCnt: 5, UserTimeout: 3 * time.Second}
+	has := SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 60 * time.Second, Intvl: 10 * time.Second, Probes: 5}, UserTimeout: 3 * time.Second}
 	if !k.Holds(has) {
 		t.Error("the same values with another user timeout, not asked for: want held")
 	}
@@ -427,7 +427,7 @@ func TestKeepaliveCheckAndHolds(t *testing.T) {
 		t.Error("another user timeout, asked for: want not held")
 	}
 	off := has
-	off.KeepAlive = false
+	off.KeepaliveOn = false
 	if ka(60*time.Second, 10*time.Second, 5).Holds(off) {
 		t.Error("keepalive off: want not held")
 	}

@@ -142,7 +142,7 @@ func (f *Finder) Relook(pid int, inode uint32) (Owner, bool) {
 
 // Comm is the command name of a process that holds a socket, as read during
 // the scan.
-func (f *Finder) Comm(pid int) string { return f.owners.Comm(pid) }
+func (f *Finder) Comm(pid int) string { return f.owners.comm[int32(pid)] }
 
 // ScanPID indexes the socket descriptors of one process, as ScanOwners does
 // for all. The error wraps ErrNoProcess when root has no such process, and

@@ -9,11 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Owner is a process holding a socket: its PID and the descriptor number the
-// socket has in it.
+// Owner is a process holding a socket: its PID, the descriptor number the
+// socket has in it, and its command name.
 type Owner struct {
 	PID int
 	FD  int
+	// Comm is /proc/PID/comm as the scan read it; "" if it could not be read.
+	Comm string
 }
 
 // owner is an Owner packed for the map: the scan keeps one per socket inode.
@@ -182,16 +184,10 @@ func (o *Owners) Lookup(inode uint32) (Owner, bool) {
 		return Owner{}, false
 	}
 	w, ok := o.byInode[inode]
-	return Owner{PID: int(w.pid), FD: int(w.fd)}, ok
-}
-
-// Comm is the command name (/proc/PID/comm) of a process that holds a socket, as
-// read during the scan; "" if it could not be read.
-func (o *Owners) Comm(pid int) string {
-	if o == nil {
-		return ""
+	if !ok {
+		return Owner{}, false
 	}
-	return o.comm[int32(pid)]
+	return Owner{PID: int(w.pid), FD: int(w.fd), Comm: o.comm[w.pid]}, true
 }
 
 // Len is how many socket inodes the scan found.

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // loopPair returns a connected TCP pair on loopback; both ends close with the test.
@@ -58,16 +59,16 @@ func fdOf(t *testing.T, c syscall.Conn) (int, uint32) {
 func setOpts(t *testing.T, fd int, o SockOpts) {
 	t.Helper()
 	ka := 0
-	if o.KeepAlive {
+	if o.KeepaliveOn {
 		ka = 1
 	}
 	for _, s := range []struct {
 		level, opt, v int
 	}{
 		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, ka},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(o.KeepIdle / time.Second)},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(o.KeepIntvl / time.Second)},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, o.KeepCnt},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(o.Keepalive.Time / time.Second)},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(o.Keepalive.Intvl / time.Second)},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, o.Keepalive.Probes},
 		{unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(o.UserTimeout / time.Millisecond)},
 	} {
 		if err := unix.SetsockoptInt(fd, s.level, s.opt, s.v); err != nil {
@@ -90,9 +91,9 @@ func TestOwnSockets(t *testing.T) {
 	c, s := loopPair(t)
 	cfd, cino := fdOf(t, c)
 	sfd, sino := fdOf(t, s)
-	want := SockOpts{KeepAlive: true, KeepIdle: 7 * time.Second, KeepIntvl: 3 * time.Second, KeepCnt: 4, UserTimeout: 1500 * time.Millisecond}
+	want := SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 7 * time.Second, Intvl: 3 * time.Second, Probes: 4}, UserTimeout: 1500 * time.Millisecond}
 	setOpts(t, cfd, want)
-	plain := SockOpts{KeepAlive: false, KeepIdle: 11 * time.Second, KeepIntvl: 2 * time.Second, KeepCnt: 9}
+	plain := SockOpts{KeepaliveOn: false, Keepalive: sysctl.Keepalive{Time: 11 * time.Second, Intvl: 2 * time.Second, Probes: 9}}
 	setOpts(t, sfd, plain)
 
 	own, err := ScanOwners("/proc")
@@ -117,7 +118,7 @@ func TestOwnSockets(t *testing.T) {
 		if o.PID != os.Getpid() || o.FD != tc.fd {
 			t.Errorf("%s: owner %+v, want pid %d fd %d", tc.name, o, os.Getpid(), tc.fd)
 		}
-		if got, want := own.Comm(o.PID), selfComm(t); got != want {
+		if got, want := o.Comm, selfComm(t); got != want {
 			t.Errorf("%s: comm %q, want %q", tc.name, got, want)
 		}
 		var got SockOpts
@@ -145,7 +146,7 @@ func TestOwnSockets(t *testing.T) {
 func TestChildSocket(t *testing.T) {
 	c, _ := loopPair(t)
 	cfd, ino := fdOf(t, c)
-	want := SockOpts{KeepAlive: true, KeepIdle: 1 * time.Second, KeepIntvl: 1 * time.Second, KeepCnt: 5, UserTimeout: 20 * time.Second}
+	want := SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 1 * time.Second, Intvl: 1 * time.Second, Probes: 5}, UserTimeout: 20 * time.Second}
 	setOpts(t, cfd, want)
 	f, err := c.File() // a blocking duplicate to hand to the child
 	if err != nil {
@@ -168,8 +169,8 @@ func TestChildSocket(t *testing.T) {
 	if !ok {
 		t.Fatalf("inode %d not found", ino)
 	}
-	if o.PID != cmd.Process.Pid || o.FD != 3 || own.Comm(o.PID) != "sleep" {
-		t.Fatalf("owner %+v comm %q, want pid %d fd 3 comm sleep", o, own.Comm(o.PID), cmd.Process.Pid)
+	if o.PID != cmd.Process.Pid || o.FD != 3 || o.Comm != "sleep" {
+		t.Fatalf("owner %+v comm %q, want pid %d fd 3 comm sleep", o, o.Comm, cmd.Process.Pid)
 	}
 	r := NewOptReader()
 	defer r.Close()
@@ -354,5 +355,39 @@ func TestManyOwnersBoundedDescriptors(t *testing.T) {
 	}
 	if held := openFDs(t) - before; held > maxPidfds {
 		t.Fatalf("the reader holds %d descriptors after %d processes, want at most %d", held, n, maxPidfds)
+	}
+}
+
+// TestIndexIsLazy: an index looks nothing up until asked, finds this process's
+// sockets when asked, and reads options only when made to.
+func TestIndexIsLazy(t *testing.T) {
+	c, _ := loopPair(t)
+	_, ino := fdOf(t, c)
+	dir := t.TempDir() // a /proc that holds only this process
+	pid := strconv.Itoa(os.Getpid())
+	if err := os.Symlink("/proc/"+pid, filepath.Join(dir, pid)); err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex(dir, false)
+	defer x.Close()
+	if x.scanned {
+		t.Fatal("scanned before the first lookup")
+	}
+	o, ok := x.Owner(ino)
+	if !ok || o.PID != os.Getpid() || o.Comm != selfComm(t) {
+		t.Fatalf("Owner = %+v, %v; want this process", o, ok)
+	}
+	var so SockOpts
+	if x.ReadsOptions() || x.Options(ino, &so) {
+		t.Fatal("an index made without options read some")
+	}
+	y := NewIndex(dir, true)
+	defer y.Close()
+	if !y.Options(ino, &so) || y.Err() != nil {
+		t.Fatalf("Options: %v", y.Err())
+	}
+	var nilIndex *Index
+	if _, ok := nilIndex.Owner(ino); ok || nilIndex.Err() != nil {
+		t.Fatal("a nil index found an owner")
 	}
 }

@@ -3,9 +3,12 @@ package proc
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // SockOpts are a socket's real keepalive options as its owner set them, read with
@@ -13,20 +16,23 @@ import (
 // read back the namespace's tunables when the socket did not set its own, so
 // these are the values the kernel uses for it.
 type SockOpts struct {
-	KeepAlive   bool          // SO_KEEPALIVE
-	KeepIdle    time.Duration // TCP_KEEPIDLE: idle time before the first probe
-	KeepIntvl   time.Duration // TCP_KEEPINTVL: time between unanswered probes
-	KeepCnt     int           // TCP_KEEPCNT: unanswered probes before the drop
-	UserTimeout time.Duration // TCP_USER_TIMEOUT: 0 means the kernel's default (tcp_retries2)
+	// KeepaliveOn is SO_KEEPALIVE.
+	KeepaliveOn bool
+	// Keepalive is TCP_KEEPIDLE (Time), TCP_KEEPINTVL (Intvl) and TCP_KEEPCNT
+	// (Probes): the socket's own values of the namespace's three tunables.
+	Keepalive sysctl.Keepalive
+	// UserTimeout is TCP_USER_TIMEOUT; 0 means the kernel's default (tcp_retries2).
+	UserTimeout time.Duration
 }
 
 // Errors that say why options could not be read at all, so a caller can say so
 // once instead of for every socket. Test with errors.Is.
 var (
 	// ErrNotPermitted: pidfd_getfd needs ptrace rights over the owner
-	// (PTRACE_MODE_ATTACH_REALCREDS). The error is a *PermissionError that
-	// says which right was missing.
-	ErrNotPermitted = errors.New("not permitted to duplicate another process's socket (needs root or ptrace rights over it)")
+	// (PTRACE_MODE_ATTACH_REALCREDS: CAP_SYS_PTRACE, for another user's
+	// process). The error is a *PermissionError that says which right was
+	// missing.
+	ErrNotPermitted = errors.New("not permitted to duplicate another process's socket")
 	// ErrUnsupported: pidfd_open and pidfd_getfd need Linux 5.6.
 	ErrUnsupported = errors.New("kernel cannot duplicate another process's socket (pidfd_getfd needs Linux 5.6)")
 	// ErrGone: the process exited or closed the descriptor since the scan, or
@@ -131,7 +137,7 @@ func classify(op string, pid int, err error) error {
 	case errors.Is(err, unix.ESRCH), errors.Is(err, unix.EBADF):
 		return ErrGone
 	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
-		return fmt.Errorf("%s: %w (raise the open files limit, ulimit -n)", op, err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -164,11 +170,24 @@ func getOpts(fd int, opts *SockOpts) error {
 		return fmt.Errorf("getsockopt TCP_USER_TIMEOUT: %w", err)
 	}
 	*opts = SockOpts{
-		KeepAlive:   ka != 0,
-		KeepIdle:    time.Duration(idle) * time.Second,
-		KeepIntvl:   time.Duration(intvl) * time.Second,
-		KeepCnt:     cnt,
+		KeepaliveOn: ka != 0,
+		Keepalive:   sysctl.Keepalive{Time: time.Duration(idle) * time.Second, Intvl: time.Duration(intvl) * time.Second, Probes: cnt},
 		UserTimeout: time.Duration(uto) * time.Millisecond,
 	}
 	return nil
+}
+
+// ReadOwn reads the options of a socket this process holds, such as a
+// connection it made.
+func ReadOwn(c syscall.Conn) (SockOpts, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return SockOpts{}, err
+	}
+	var o SockOpts
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { gerr = getOpts(int(fd), &o) }); err != nil {
+		return SockOpts{}, err
+	}
+	return o, gerr
 }

@@ -12,8 +12,10 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
-// encoding/json writes it; control characters, U+2028 and U+2029 are escaped.
+// appendString appends s as a JSON string: the one escaper of every record.
+// Invalid UTF-8 becomes U+FFFD, as encoding/json writes it; control characters,
+// U+2028 and U+2029 are escaped; unlike encoding/json's default, <, > and & are
+// not (the output is not HTML).
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
@@ -92,6 +94,19 @@ func appendMS(dst []byte, key string, d time.Duration) []byte {
 	return appendInt(dst, key, d.Milliseconds())
 }
 
+// appendSec appends whole seconds.
+func appendSec(dst []byte, key string, d time.Duration) []byte {
+	return appendInt(dst, key, int64(d/time.Second))
+}
+
+func appendUS(dst []byte, key string, d time.Duration) []byte {
+	return appendInt(dst, key, d.Microseconds())
+}
+
+func appendFloat(dst []byte, key string, v float64) []byte {
+	return strconv.AppendFloat(appendKey(dst, key, false), v, 'f', -1, 64)
+}
+
 // appendHex16 appends v as 16 lower-case hex digits in quotes.
 func appendHex16(dst []byte, v uint64) []byte {
 	dst = append(dst, '"')
@@ -99,19 +114,6 @@ func appendHex16(dst []byte, v uint64) []byte {
 		dst = append(dst, hexDigits[(v>>uint(sh))&0xf])
 	}
 	return append(dst, '"')
-}
-
-// AppendHeader appends the keys every ndjson record starts with, type, ts, host
-// and netns, without braces: `"type":"socket","ts":...`.
-func AppendHeader(dst []byte, typ string, m Meta) []byte {
-	dst = appendKey(dst, "type", true)
-	dst = appendString(dst, typ)
-	dst = appendKey(dst, "ts", false)
-	dst = append(dst, '"')
-	dst = m.TS.UTC().AppendFormat(dst, time.RFC3339) // no escaping needed, no allocation
-	dst = append(dst, '"')
-	dst = appendStr(dst, "host", m.Host)
-	return appendStr(dst, "netns", m.NetNS)
 }
 
 func appendIntValue(dst []byte, v int64) []byte { return strconv.AppendInt(dst, v, 10) }

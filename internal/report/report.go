@@ -1,13 +1,33 @@
-// Package report renders tcpkeep's records for people (table), for programs (json,
-// ndjson) and for Prometheus (the node_exporter textfile format).
+// Package report renders every record tcpkeep writes: sockets, findings,
+// actions, tunables, changes and recommendations of them, heartbeats, summaries
+// and the version; for people (table), for programs (json, ndjson) and for
+// Prometheus (prom, the node_exporter textfile format). It is also where
+// findings are put in words: the libraries return facts, and the sentences here
+// name the flags and write the command lines that act on them.
 //
-// The schema is DESIGN.md's and README's: snake_case keys, durations as integers
-// with the unit in the key, every ndjson record with type, ts, host and netns.
+// One schema (docs/output.md): every ndjson record and every JSON document
+// starts with type, ts, host and netns; a record nested in another (a socket in a
+// finding, a beat in a verdict) has its own keys without those four; one type
+// has one key set in every command; keys are snake_case, durations integers with
+// the unit in the key, and what the kernel does not know is absent. Output is
+// written whole records at a time, so a run that stops midway (an error, a
+// signal) never leaves half a record.
 package report
 
 import "time"
 
-// Meta is what every ndjson record carries besides its own fields.
+// Format is an output format.
+type Format string
+
+// Formats.
+const (
+	Table  Format = "table"
+	JSON   Format = "json"
+	NDJSON Format = "ndjson"
+	Prom   Format = "prom"
+)
+
+// Meta is what every record carries besides its own fields.
 type Meta struct {
 	// TS is when the run started, written as RFC 3339 in UTC.
 	TS time.Time
@@ -17,5 +37,15 @@ type Meta struct {
 	NetNS string
 }
 
-// TSString is TS as records write it.
-func (m Meta) TSString() string { return m.TS.UTC().Format(time.RFC3339) }
+// AppendHeader appends the keys every top-level record starts with, type, ts,
+// host and netns, without braces: `"type":"socket","ts":...`.
+func AppendHeader(dst []byte, typ string, m Meta) []byte {
+	dst = appendKey(dst, "type", true)
+	dst = appendString(dst, typ)
+	dst = appendKey(dst, "ts", false)
+	dst = append(dst, '"')
+	dst = m.TS.UTC().AppendFormat(dst, time.RFC3339) // no escaping needed, no allocation
+	dst = append(dst, '"')
+	dst = appendStr(dst, "host", m.Host)
+	return appendStr(dst, "netns", m.NetNS)
+}

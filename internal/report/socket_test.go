@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 var testMeta = Meta{TS: time.Date(2026, 11, 23, 4, 0, 0, 0, time.UTC), Host: "web-1", NetNS: "tk-test"}
@@ -55,7 +57,7 @@ func keysOf(t *testing.T, line []byte) (map[string]any, []string) {
 	if err := dec.Decode(&m); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, line)
 	}
-	// The order as written, which is README's.
+	// The order as written, which is docs/output.md's.
 	var order []string
 	dec = json.NewDecoder(bytes.NewReader(line))
 	dec.Token()
@@ -68,12 +70,12 @@ func keysOf(t *testing.T, line []byte) (map[string]any, []string) {
 	return m, order
 }
 
-// TestSocketRecord: a full record has exactly README's keys, in its order, with
+// TestSocketRecord: a full record has exactly docs/output.md's keys, in its order, with
 // values that mean what the socket holds.
 func TestSocketRecord(t *testing.T) {
-	x := &SocketExtra{HasOwner: true, PID: 4242, Comm: "ng\"inx\x01",
-		HasOpts: true, Opts: proc.SockOpts{KeepAlive: true, KeepIdle: 15 * time.Second, KeepIntvl: 5 * time.Second, KeepCnt: 3, UserTimeout: 1500 * time.Millisecond}}
-	line := AppendSocketRecord(nil, testMeta, established(), x)
+	o := &proc.Owner{PID: 4242, Comm: "ng\"inx\x01"}
+	opts := &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 15 * time.Second, Intvl: 5 * time.Second, Probes: 3}, UserTimeout: 1500 * time.Millisecond}
+	line := AppendSocketRecord(nil, testMeta, established(), o, opts)
 	if line[len(line)-1] != '\n' || bytes.Count(line, []byte{'\n'}) != 1 {
 		t.Fatalf("not one line: %q", line)
 	}
@@ -123,7 +125,7 @@ func TestSocketRecordPartial(t *testing.T) {
 	s.Remote = netip.MustParseAddrPort("[fd77::2]:7070")
 	s.Timer = diag.TimerRetransmit
 	s.TimerRetrans = 3
-	m, _ := keysOf(t, AppendSocketRecord(nil, testMeta, s, nil))
+	m, _ := keysOf(t, AppendSocketRecord(nil, testMeta, s, nil, nil))
 	if _, ok := m["keepalive"]; ok {
 		t.Errorf("keepalive present while a retransmit timer is pending: %v", m["keepalive"])
 	}
@@ -139,7 +141,7 @@ func TestSocketRecordPartial(t *testing.T) {
 	tw := &diag.Socket{Family: diag.FamilyInet, State: diag.StateTimeWait, Timer: diag.TimerTimeWait,
 		Local: netip.MustParseAddrPort("10.0.0.1:80"), Remote: netip.MustParseAddrPort("10.0.0.2:5555"),
 		TimerExpires: 59 * time.Second, Cookie: 1 << 63}
-	m, _ = keysOf(t, AppendSocketRecord(nil, testMeta, tw, nil))
+	m, _ = keysOf(t, AppendSocketRecord(nil, testMeta, tw, nil, nil))
 	for _, k := range []string{"idle_ms", "rtt_us", "unacked", "last_ack_recv_ms"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("TIME_WAIT without tcp_info has %s", k)
@@ -149,7 +151,7 @@ func TestSocketRecordPartial(t *testing.T) {
 		t.Errorf("cookie %v timer %v", m["cookie"], m["timer"])
 	}
 	// The embeddable object is the same keys without the header.
-	obj := AppendSocket(nil, tw, nil)
+	obj := appendSocket(nil, tw, nil, nil)
 	m2, order := keysOf(t, obj)
 	if order[0] != "family" || len(m2) != len(m)-4 {
 		t.Errorf("AppendSocket keys %v", order)
@@ -160,20 +162,26 @@ func TestSocketRecordPartial(t *testing.T) {
 // nothing.
 func TestSocketRecordAllocs(t *testing.T) {
 	s := established()
-	x := &SocketExtra{HasOwner: true, PID: 1, Comm: "sshd", HasOpts: true}
+	o, opts := &proc.Owner{PID: 1, Comm: "sshd"}, &proc.SockOpts{KeepaliveOn: true}
 	buf := make([]byte, 0, 4096)
 	n := testing.AllocsPerRun(1000, func() {
-		buf = AppendSocketRecord(buf[:0], testMeta, s, x)
+		buf = AppendSocketRecord(buf[:0], testMeta, s, o, opts)
 	})
 	if n != 0 {
 		t.Errorf("AppendSocketRecord: %v allocations per socket, want 0", n)
 	}
-	tab := newSocketTable(TableOptions{Processes: true, SockOpts: true})
-	n = testing.AllocsPerRun(1000, func() {
-		buf = tab.appendRow(buf[:0], s, x)
-	})
-	if n != 0 {
-		t.Errorf("table row: %v allocations per socket, want 0", n)
+	for _, f := range []Format{Table, JSON, NDJSON} {
+		var out countWriter
+		sw, err := NewSocketWriter(&out, f, testMeta, TableOptions{Processes: true, SockOpts: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 * windowRows { // past the table's window, whose buffer grows once
+			sw.Socket(s, o, opts)
+		}
+		if n := testing.AllocsPerRun(1000, func() { sw.Socket(s, o, opts) }); n != 0 {
+			t.Errorf("-o %s: %v allocations per socket, want 0", f, n)
+		}
 	}
 }
 
@@ -182,25 +190,32 @@ func BenchmarkAppendSocketRecord(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = AppendSocketRecord(buf[:0], testMeta, s, nil)
+		buf = AppendSocketRecord(buf[:0], testMeta, s, nil, nil)
 	}
 	b.SetBytes(int64(len(buf)))
 }
 
-func BenchmarkSocketWriterNDJSON(b *testing.B) {
+// BenchmarkSocketWriter is the cost of one socket in each format conns writes,
+// with -p and --sockopts: 0 allocations per socket.
+func BenchmarkSocketWriter(b *testing.B) {
 	s := established()
-	var out countWriter
-	sw, err := NewSocketWriter(&out, FormatNDJSON, testMeta, TableOptions{})
-	if err != nil {
-		b.Fatal(err)
+	o, opts := &proc.Owner{PID: 812, Comm: "nginx"}, &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: time.Minute, Intvl: 10 * time.Second, Probes: 5}}
+	for _, f := range []Format{NDJSON, JSON, Table} {
+		b.Run(string(f), func(b *testing.B) {
+			var out countWriter
+			sw, err := NewSocketWriter(&out, f, testMeta, TableOptions{Processes: true, SockOpts: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var sum ConnsSummary
+			b.ReportAllocs()
+			for b.Loop() {
+				sum.Add(s)
+				sw.Socket(s, o, opts)
+			}
+			sw.Finish(&sum)
+		})
 	}
-	var sum Summary
-	b.ReportAllocs()
-	for b.Loop() {
-		sum.Add(s)
-		sw.Socket(s, nil)
-	}
-	sw.Finish(&sum)
 }
 
 type countWriter struct{ n int }
@@ -223,14 +238,14 @@ func sockets() []*diag.Socket {
 func TestJSONDocument(t *testing.T) {
 	for _, n := range []int{0, 4} {
 		var out bytes.Buffer
-		sw, err := NewSocketWriter(&out, FormatJSON, testMeta, TableOptions{})
+		sw, err := NewSocketWriter(&out, JSON, testMeta, TableOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var sum Summary
+		var sum ConnsSummary
 		for _, s := range sockets()[:n] {
 			sum.Add(s)
-			if err := sw.Socket(s, nil); err != nil {
+			if err := sw.Socket(s, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -262,11 +277,11 @@ func TestJSONDocument(t *testing.T) {
 // TestNDJSONStream: one record per line, the summary last.
 func TestNDJSONStream(t *testing.T) {
 	var out bytes.Buffer
-	sw, _ := NewSocketWriter(&out, FormatNDJSON, testMeta, TableOptions{})
-	var sum Summary
+	sw, _ := NewSocketWriter(&out, NDJSON, testMeta, TableOptions{})
+	var sum ConnsSummary
 	for _, s := range sockets() {
 		sum.Add(s)
-		sw.Socket(s, nil)
+		sw.Socket(s, nil, nil)
 	}
 	sw.Finish(&sum)
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -277,14 +292,14 @@ func TestNDJSONStream(t *testing.T) {
 		m, _ := keysOf(t, []byte(l))
 		want := "socket"
 		if i == 4 {
-			want = "summary"
+			want = "conns_summary"
 		}
 		if m["type"] != want || m["netns"] != "tk-test" || m["host"] != "web-1" {
 			t.Errorf("line %d: type %v, want %s", i, m["type"], want)
 		}
 	}
 	m, order := keysOf(t, []byte(lines[4]))
-	if !slices.Equal(order, []string{"type", "ts", "host", "netns", "sockets", "by_state", "duration_ms"}) {
+	if !slices.Equal(order, []string{"type", "ts", "host", "netns", "sockets", "by_state", "duration_ms", "interrupted"}) {
 		t.Errorf("summary keys %v", order)
 	}
 	if toString(m["sockets"]) != "4" {
@@ -295,52 +310,143 @@ func TestNDJSONStream(t *testing.T) {
 // TestTable: the table says what ss leaves to work out.
 func TestTable(t *testing.T) {
 	var out bytes.Buffer
-	sw, _ := NewSocketWriter(&out, FormatTable, testMeta, TableOptions{Processes: true, SockOpts: true})
-	var sum Summary
-	x := &SocketExtra{HasOwner: true, PID: 77, Comm: "app",
-		HasOpts: true, Opts: proc.SockOpts{KeepAlive: true, KeepIdle: 20 * time.Second, KeepIntvl: time.Second, KeepCnt: 5}}
+	sw, _ := NewSocketWriter(&out, Table, testMeta, TableOptions{Processes: true, SockOpts: true})
+	var sum ConnsSummary
+	o := &proc.Owner{PID: 77, Comm: "app"}
+	opts := &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 20 * time.Second, Intvl: time.Second, Probes: 5}}
 	for i, s := range sockets() {
 		sum.Add(s)
 		if i == 3 {
-			sw.Socket(s, x)
+			sw.Socket(s, o, opts)
 		} else {
-			sw.Socket(s, nil)
+			sw.Socket(s, nil, nil)
 		}
 	}
 	sum.Duration = 3 * time.Millisecond
 	sw.Finish(&sum)
 	lines := strings.Split(out.String(), "\n")
-	for i, want := range []string{
-		"STATE", // header
-		"ESTABLISHED  10.77.0.1:40000        10.77.0.2:7070         900ms   keepalive 14s    yes        in 14s ",
-		"LISTEN       [::]:7070              [::]:*                 -       off              ?          -",
-		"ESTABLISHED  10.77.0.1:40000        10.77.0.2:7070         900ms   retransmit 3.2s  ?          -           4/0",
-		"in 1s (probe 3 of 5)",
+	for i, want := range [][]string{
+		{"STATE", "LOCAL", "REMOTE", "IDLE", "TIMER", "KEEPALIVE", "NEXT-PROBE", "RETRANS/PROBES", "RECV-Q/SEND-Q", "PROCESS", "KEEPIDLE/INTVL/CNT", "USER-TIMEOUT"},
+		{"ESTABLISHED", "10.77.0.1:40000", "10.77.0.2:7070", "900ms", "keepalive 14s", "yes", "in 14s", "0/0", "0/12", "-", "-", "-"},
+		{"LISTEN", "[::]:7070", "[::]:*", "-", "off", "?", "-", "0/0", "0/128", "-", "-", "-"},
+		{"ESTABLISHED", "10.77.0.1:40000", "10.77.0.2:7070", "900ms", "retransmit 3.2s", "?", "-", "4/0", "0/12", "-", "-", "-"},
+		{"ESTABLISHED", "10.77.0.1:40000", "10.77.0.2:7070", "900ms", "keepalive 1s", "yes", "in 1s (probe 3 of 5)", "0/2", "0/12", "77/app", "20s/1s/5", "default"},
 	} {
-		if !strings.Contains(lines[i], want) {
-			t.Errorf("line %d:\n%s\nwant it to contain\n%s", i, lines[i], want)
+		if got := cells(lines[0], lines[i]); !slices.Equal(got, want) {
+			t.Errorf("line %d:\n%s\ncells %q\nwant  %q", i, lines[i], got, want)
 		}
-	}
-	if !strings.Contains(lines[4], "77/app") || !strings.Contains(lines[4], "20s/1s/5") {
-		t.Errorf("process or options missing: %s", lines[4])
 	}
 	if !strings.Contains(out.String(), "4 sockets: 3 ESTABLISHED, 1 LISTEN (3ms)") {
 		t.Errorf("summary missing:\n%s", out.String())
 	}
+	noTrailingSpace(t, out.String())
 }
 
-func TestHuman(t *testing.T) {
+// cells splits a table line at its header's column starts, checking that each
+// cell starts exactly there and is padded with spaces up to the next.
+func cells(header, line string) []string {
+	var starts []int
+	for i := range header {
+		if header[i] != ' ' && (i == 0 || header[i-1] == ' ') {
+			starts = append(starts, i)
+		}
+	}
+	r := []rune(line)
+	var out []string
+	for i, st := range starts {
+		if st > len(r) || (st > 0 && r[st-1] != ' ') {
+			return append(out, "misaligned at column "+strconv.Itoa(i))
+		}
+		end := len(r)
+		if i+1 < len(starts) && starts[i+1] < end {
+			end = starts[i+1]
+		}
+		out = append(out, strings.TrimRight(string(r[st:end]), " "))
+	}
+	return out
+}
+
+func noTrailingSpace(t *testing.T, s string) {
+	t.Helper()
+	for i, l := range strings.Split(s, "\n") {
+		if strings.HasSuffix(l, " ") {
+			t.Errorf("line %d ends in spaces: %q", i, l)
+		}
+	}
+}
+
+// TestTableAligns: whatever the contents, every row lines up under its
+// header: the widest cells of the first rows size the columns, and a wider
+// one later (past the window) prints the header again above itself.
+func TestTableAligns(t *testing.T) {
+	var out bytes.Buffer
+	sw, _ := NewSocketWriter(&out, Table, testMeta, TableOptions{Processes: true})
+	wide := established()
+	wide.Family = diag.FamilyInet6
+	wide.Local = netip.MustParseAddrPort("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")
+	wide.Remote = netip.MustParseAddrPort("[::ffff:127.0.0.1]:57034")
+	wide.Info.LastDataSent, wide.Info.LastDataRecv = 49*24*time.Hour+17*time.Hour, 49*24*time.Hour+17*time.Hour
+	wide.TimerExpires = 23 * time.Hour
+	wide.RecvQ, wide.SendQ = 1<<32-1, 1<<32-1
+	narrow := established()
+	o := &proc.Owner{PID: 4194304, Comm: "ünïcode-\x01name"}
+	var sum ConnsSummary
+	n := 0
+	for _, s := range []*diag.Socket{narrow, wide} { // wide in the window
+		sw.Socket(s, o, nil)
+		n++
+	}
+	for range windowRows {
+		sw.Socket(narrow, nil, nil)
+		n++
+	}
+	later := *wide
+	later.TimerRetrans, later.Timer = 200, diag.TimerKeepalive // wider than anything in the window
+	sw.Socket(&later, &proc.Owner{PID: 1, Comm: "a-much-longer-process-name"}, nil)
+	sw.Finish(&sum)
+	text := out.String()
+	noTrailingSpace(t, text)
+	var header string
+	headers := 0
+	for i, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(l, "STATE"):
+			header = l
+			headers++
+		case l == "" || strings.Contains(l, "sockets"):
+		default:
+			if c := cells(header, l); len(c) != 10 || strings.HasPrefix(c[len(c)-1], "misaligned") {
+				t.Fatalf("line %d does not line up under its header:\n%s\n%s\n%q", i, header, l, c)
+			}
+		}
+	}
+	if headers != 2 {
+		t.Errorf("%d headers, want 2: the first, and again above the row that widened", headers)
+	}
+	if !strings.Contains(text, "4194304/ünïcode-?name") {
+		t.Errorf("the process name is not printed safely:\n%s", text)
+	}
+}
+
+func TestDuration(t *testing.T) {
 	for _, tc := range []struct {
 		d    time.Duration
 		want string
 	}{
-		{-time.Second, "0ms"}, {450 * time.Millisecond, "450ms"}, {time.Second, "1s"}, {1500 * time.Millisecond, "1.5s"},
-		{42 * time.Second, "42s"}, {4*time.Minute + 12*time.Second, "4m12s"}, {5 * time.Minute, "5m"},
-		{2*time.Hour + 11*time.Minute, "2h11m"}, {76 * time.Hour, "3d4h"},
+		{-time.Second, "0s"}, {0, "0s"}, {450 * time.Millisecond, "450ms"}, {999600 * time.Microsecond, "1s"},
+		{time.Second, "1s"}, {1500 * time.Millisecond, "1.5s"}, {9960 * time.Millisecond, "10s"},
+		{42 * time.Second, "42s"}, {75 * time.Second, "1m15s"}, {4*time.Minute + 12*time.Second, "4m12s"}, {5 * time.Minute, "5m"},
+		{2*time.Hour + 11*time.Minute + 15*time.Second, "2h11m15s"}, {2*time.Hour + 11*time.Minute, "2h11m"},
+		{time.Hour + time.Second, "1h0m1s"}, {76 * time.Hour, "3d4h"}, {5 * 24 * time.Hour, "5d"},
+		{(1<<32 - 1) * time.Millisecond, "49d17h2m47s"},
 	} {
-		if got := string(appendHuman(nil, tc.d)); got != tc.want {
+		if got := Duration(tc.d); got != tc.want {
 			t.Errorf("%v: %q, want %q", tc.d, got, tc.want)
 		}
+	}
+	buf := make([]byte, 0, 32)
+	if n := testing.AllocsPerRun(100, func() { buf = AppendDuration(buf[:0], 2*time.Hour+time.Second) }); n != 0 {
+		t.Errorf("AppendDuration: %v allocations", n)
 	}
 }
 

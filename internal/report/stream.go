@@ -3,162 +3,133 @@ package report
 import (
 	"fmt"
 	"io"
-	"time"
-
-	"github.com/tcpkeep/tcpkeep/diag"
 )
 
-// Summary counts what a run saw. It is the last record of a run.
-type Summary struct {
-	Sockets int
-	// ByState counts sockets by state; request sockets count as SYN_RECV, the
-	// name they are reported by.
-	ByState [16]int
-	// Duration is how long the run took.
-	Duration time.Duration
-}
-
-// Add counts one socket.
-func (s *Summary) Add(sock *diag.Socket) {
-	s.Sockets++
-	st := sock.State
-	if st == diag.StateNewSynRecv {
-		st = diag.StateSynRecv
-	}
-	s.ByState[int(st)%len(s.ByState)]++
-}
-
-// AppendSummaryFields appends sockets, by_state and duration_ms, without braces.
-func AppendSummaryFields(dst []byte, s *Summary, first bool) []byte {
-	dst = appendKey(dst, "sockets", first)
-	dst = appendIntValue(dst, int64(s.Sockets))
-	dst = appendKey(dst, "by_state", false)
-	dst = append(dst, '{')
-	n := 0
-	for st, c := range s.ByState {
-		if c == 0 {
-			continue
-		}
-		dst = appendKey(dst, diag.State(st).String(), n == 0)
-		dst = appendIntValue(dst, int64(c))
-		n++
-	}
-	dst = append(dst, '}')
-	return appendMS(dst, "duration_ms", s.Duration)
-}
-
-// Formats a SocketWriter writes.
-const (
-	FormatTable  = "table"
-	FormatJSON   = "json"
-	FormatNDJSON = "ndjson"
-)
-
-// flushAt is how much output a SocketWriter gathers before it writes: large
-// writes, few syscalls, bounded memory.
+// flushAt is how much output a stream gathers before it writes: large writes,
+// few system calls, bounded memory. It writes only at the end of a record.
 const flushAt = 64 << 10
 
-// SocketWriter writes socket records as they come, never holding more than one
-// buffer of output: ndjson (a line per socket, then a summary line), json (one
-// document, {"sockets":[...],"summary":{...}}, written as it goes) or a table.
-type SocketWriter struct {
-	w      io.Writer
-	format string
-	meta   Meta
-	buf    []byte
-	n      int
-	table  *socketTable
-	err    error
+// stream writes the records of one run as they come, as ndjson lines (each with
+// the header) or as one JSON document (the header once, the records in an array
+// under one key, then the summary). It holds at most one buffer of output and
+// writes whole records only, so output that stops early (a failed write, an
+// interrupted run) ends at a record's end. The first failed write stops it.
+type stream struct {
+	w    io.Writer
+	f    Format
+	m    Meta
+	buf  []byte
+	n    int // records in the array so far
+	err  error
+	open bool // a json document has been opened
 }
 
-// TableOptions chooses the table's optional columns.
-type TableOptions struct {
-	Processes bool // PROCESS: pid/comm
-	SockOpts  bool // the owner's keepalive options
+func newStream(w io.Writer, f Format, m Meta) *stream {
+	return &stream{w: w, f: f, m: m, buf: make([]byte, 0, flushAt+4096)}
 }
 
-// NewSocketWriter starts writing records to w in format (FormatTable, FormatJSON
-// or FormatNDJSON).
-func NewSocketWriter(w io.Writer, format string, m Meta, t TableOptions) (*SocketWriter, error) {
-	sw := &SocketWriter{w: w, format: format, meta: m, buf: make([]byte, 0, flushAt+4096)}
-	switch format {
-	case FormatNDJSON:
-		// The header is the same for every record: write it once, copy it after.
-	case FormatJSON:
-		sw.buf = append(sw.buf, '{')
-		sw.buf = appendKey(sw.buf, "ts", true)
-		sw.buf = appendString(sw.buf, m.TSString())
-		sw.buf = appendStr(sw.buf, "host", m.Host)
-		sw.buf = appendStr(sw.buf, "netns", m.NetNS)
-		sw.buf = appendKey(sw.buf, "sockets", false)
-		sw.buf = append(sw.buf, '[')
-	case FormatTable:
-		sw.table = newSocketTable(t)
-		sw.buf = sw.table.appendHeader(sw.buf)
-	default:
-		return nil, fmt.Errorf("report: unknown format %q", format)
+// doc opens the json document of type typ: its header, then what head appends
+// (document keys, each with its leading comma; may be nil), then the array
+// key. For ndjson it does nothing.
+func (s *stream) doc(typ, array string, head func([]byte) []byte) {
+	if s.f != JSON {
+		return
 	}
-	return sw, nil
+	s.buf = append(s.buf, '{')
+	s.buf = AppendHeader(s.buf, typ, s.m)
+	if head != nil {
+		s.buf = head(s.buf)
+	}
+	s.buf = appendKey(s.buf, array, false)
+	s.buf = append(s.buf, '[')
+	s.open = true
 }
 
-// Socket writes one socket record. x may be nil.
-func (sw *SocketWriter) Socket(s *diag.Socket, x *SocketExtra) error {
-	if sw.err != nil {
-		return sw.err
+// begin opens one record of type typ, and reports whether its first key opens
+// the object (an array element has no header, an ndjson line does).
+func (s *stream) begin(typ string) (first bool) {
+	if s.f == NDJSON {
+		s.buf = append(s.buf, '{')
+		s.buf = AppendHeader(s.buf, typ, s.m)
+		return false
 	}
-	switch sw.format {
-	case FormatNDJSON:
-		sw.buf = AppendSocketRecord(sw.buf, sw.meta, s, x)
-	case FormatJSON:
-		if sw.n > 0 {
-			sw.buf = append(sw.buf, ',')
-		}
-		sw.buf = append(sw.buf, '\n')
-		sw.buf = AppendSocket(sw.buf, s, x)
-	case FormatTable:
-		sw.buf = sw.table.appendRow(sw.buf, s, x)
+	if s.n > 0 {
+		s.buf = append(s.buf, ',')
 	}
-	sw.n++
-	if len(sw.buf) >= flushAt {
-		return sw.flush()
+	s.buf = append(s.buf, '\n', '{')
+	return true
+}
+
+// end closes the record begin opened, and writes if the buffer is full.
+func (s *stream) end() error {
+	s.buf = append(s.buf, '}')
+	if s.f == NDJSON {
+		s.buf = append(s.buf, '\n')
+	}
+	s.n++
+	if len(s.buf) >= flushAt {
+		return s.flush()
 	}
 	return nil
 }
 
-// Finish writes the summary, closes the json document and flushes.
-func (sw *SocketWriter) Finish(sum *Summary) error {
-	if sw.err != nil {
-		return sw.err
+// summary opens the summary of type typ: an ndjson line, or the document's
+// "summary" object after its array. It reports whether its first key opens
+// the object.
+func (s *stream) summary(typ string) (first bool) {
+	if s.f == NDJSON {
+		s.buf = append(s.buf, '{')
+		s.buf = AppendHeader(s.buf, typ, s.m)
+		return false
 	}
-	switch sw.format {
-	case FormatNDJSON:
-		sw.buf = append(sw.buf, '{')
-		sw.buf = AppendHeader(sw.buf, "summary", sw.meta)
-		sw.buf = AppendSummaryFields(sw.buf, sum, false)
-		sw.buf = append(sw.buf, '}', '\n')
-	case FormatJSON:
-		if sw.n > 0 {
-			sw.buf = append(sw.buf, '\n')
-		}
-		sw.buf = append(sw.buf, ']')
-		sw.buf = appendKey(sw.buf, "summary", false)
-		sw.buf = append(sw.buf, '{')
-		sw.buf = AppendSummaryFields(sw.buf, sum, true)
-		sw.buf = append(sw.buf, '}', '}', '\n')
-	case FormatTable:
-		sw.buf = sw.table.appendSummary(sw.buf, sum)
+	if s.n > 0 {
+		s.buf = append(s.buf, '\n')
 	}
-	return sw.flush()
+	s.buf = append(s.buf, ']')
+	s.buf = appendKey(s.buf, "summary", false)
+	s.buf = append(s.buf, '{')
+	return true
 }
 
-func (sw *SocketWriter) flush() error {
-	if len(sw.buf) == 0 {
+// close ends the summary and, with tail (document keys after the summary,
+// each with its leading comma; may be nil), the document; then it writes.
+func (s *stream) close(tail func([]byte) []byte) error {
+	s.buf = append(s.buf, '}')
+	if s.open {
+		if tail != nil {
+			s.buf = tail(s.buf)
+		}
+		s.buf = append(s.buf, '}')
+	}
+	s.buf = append(s.buf, '\n')
+	return s.flush()
+}
+
+func (s *stream) flush() error {
+	if s.err != nil {
+		s.buf = s.buf[:0]
+		return s.err
+	}
+	if len(s.buf) == 0 {
 		return nil
 	}
-	_, err := sw.w.Write(sw.buf)
-	sw.buf = sw.buf[:0]
+	_, err := s.w.Write(s.buf)
+	s.buf = s.buf[:0]
 	if err != nil {
-		sw.err = fmt.Errorf("write output: %w", err)
+		s.err = fmt.Errorf("write output: %w", err)
 	}
-	return sw.err
+	return s.err
+}
+
+// writeRecord writes one whole record of type typ, a document or a line alike:
+// what fields appends, each key with its leading comma.
+func writeRecord(w io.Writer, typ string, m Meta, fields func([]byte) []byte) error {
+	b := append(make([]byte, 0, 512), '{')
+	b = AppendHeader(b, typ, m)
+	b = fields(b)
+	b = append(b, '}', '\n')
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
 }

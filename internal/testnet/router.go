@@ -48,6 +48,7 @@ type Router struct {
 // idleTimeout (whole seconds, at least 1).
 func NewRouter(t testing.TB, idleTimeout time.Duration) *Router {
 	t.Helper()
+	RequireRoot(t)
 	if idleTimeout < time.Second || idleTimeout%time.Second != 0 {
 		t.Fatalf("router idle timeout %v: want whole seconds", idleTimeout)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"strconv"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -21,20 +20,13 @@ var (
 	// ErrDestroyUnsupported: the kernel was built without
 	// CONFIG_INET_DIAG_DESTROY and cannot close sockets from outside.
 	ErrDestroyUnsupported = errors.New("kernel cannot destroy sockets (CONFIG_INET_DIAG_DESTROY is off)")
+	// ErrUnsupported: the kernel has no sock_diag for TCP (the inet_diag and
+	// tcp_diag modules are not loaded, or not built).
+	ErrUnsupported = errors.New("the kernel has no sock_diag for TCP (inet_diag, tcp_diag)")
 	// ErrDumpInterrupted: the kernel flagged the dump as inconsistent
 	// (NLM_F_DUMP_INTR) twice in a row; the first time it is retried.
 	ErrDumpInterrupted = errors.New("socket dump interrupted by concurrent changes twice (NLM_F_DUMP_INTR)")
 )
-
-// Config says where a Conn works.
-type Config struct {
-	// NetNS is an open network namespace file (see internal/netns NS.Open);
-	// 0 means the namespace of the calling thread.
-	NetNS int
-	// Name is how errors name the namespace (an operator's spelling such as
-	// "web" or "pid:42"); empty means "self" for NetNS 0, else "fd N".
-	Name string
-}
 
 // Conn is a pair of sock_diag netlink sockets in one network namespace: one
 // for dumps, one for Destroy, so that a socket can be destroyed from inside the
@@ -44,11 +36,7 @@ type Conn struct {
 	ctl  *netlink.Conn // Destroy
 	recv *receiver
 	send func(netlink.Message) (netlink.Message, error) // nl.Send
-	ns   string
-	sock Socket // the Socket every dump hands out, reused
-	// receiveIter reads dumps with netlink.Conn.ReceiveIter instead of the
-	// zero-allocation receiver: for the benchmark that compares them.
-	receiveIter bool
+	sock Socket                                         // the Socket every dump hands out, reused
 }
 
 // Message types and sizes of the sock_diag protocol.
@@ -59,56 +47,53 @@ const (
 	msgBufSize = 32768
 )
 
-// Dial opens a sock_diag netlink socket in cfg's namespace (nil cfg: the
-// calling thread's).
-func Dial(cfg *Config) (*Conn, error) {
-	if cfg == nil {
-		cfg = &Config{}
-	}
-	ns := cfg.nsName()
-	// Without MessageBufferSize the netlink package peeks at every datagram
-	// first, and the kernel sizes its datagrams by the first read: ~4 KB, twice
-	// the system calls.
+// Dial opens the sock_diag netlink sockets inside ns; nil is the namespace of
+// the calling thread. A socket belongs to the namespace it was made in, so the
+// Conn keeps working in ns after Dial returns, on any thread. In the caller's
+// own namespace nothing is entered, and no privilege is needed to dump (Destroy
+// needs CAP_NET_ADMIN); entering another takes what ns.Do takes.
+func Dial(ns Namespace) (*Conn, error) {
 	var nls [2]*netlink.Conn
-	for i := range nls {
-		nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: cfg.NetNS, MessageBufferSize: msgBufSize})
-		if err != nil {
-			if i > 0 {
-				nls[0].Close()
+	dial := func() error {
+		for i := range nls {
+			// Without MessageBufferSize the netlink package peeks at every
+			// datagram first, and the kernel sizes its datagrams by the first
+			// read: ~4 KB, twice the system calls.
+			nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{MessageBufferSize: msgBufSize})
+			if err != nil {
+				if i > 0 {
+					nls[0].Close()
+				}
+				return fmt.Errorf("open sock_diag netlink socket: %w", classify(err))
 			}
-			return nil, fmt.Errorf("open sock_diag netlink socket in netns %s: %w%s", ns, err, hint(err))
+			nls[i] = nl
 		}
-		nls[i] = nl
+		return nil
+	}
+	var err error
+	if ns == nil {
+		err = dial()
+	} else {
+		err = ns.Do(dial)
+	}
+	if err != nil {
+		return nil, err
 	}
 	rc, err := nls[0].SyscallConn()
 	if err != nil {
 		nls[0].Close()
 		nls[1].Close()
-		return nil, fmt.Errorf("open sock_diag netlink socket in netns %s: %w", ns, err)
+		return nil, fmt.Errorf("open sock_diag netlink socket: %w", err)
 	}
-	return &Conn{nl: nls[0], ctl: nls[1], recv: newReceiver(rc, msgBufSize), send: nls[0].Send, ns: ns}, nil
+	return &Conn{nl: nls[0], ctl: nls[1], recv: newReceiver(rc, msgBufSize), send: nls[0].Send}, nil
 }
 
-// nsName is how errors name cfg's namespace.
-func (cfg *Config) nsName() string {
-	switch {
-	case cfg.Name != "":
-		return cfg.Name
-	case cfg.NetNS == 0:
-		return "self"
+// classify wraps the kernel errors a caller can act on with the package's.
+func classify(err error) error {
+	if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
-	return "fd " + strconv.Itoa(cfg.NetNS)
-}
-
-// hint explains the kernel errors a person can act on.
-func hint(err error) string {
-	switch {
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return " (needs root or CAP_NET_ADMIN, and CAP_SYS_ADMIN to enter another namespace)"
-	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.ENOENT):
-		return " (the kernel has no sock_diag for TCP: modprobe inet_diag tcp_diag)"
-	}
-	return ""
+	return err
 }
 
 // Close closes the netlink sockets.
@@ -153,7 +138,7 @@ func (c *Conn) Sockets(ctx context.Context, f *Filter) iter.Seq2[*Socket, error]
 					break
 				}
 				if attempt == 1 {
-					yield(nil, fmt.Errorf("dump %s sockets in netns %s: %w", fam, c.ns, ErrDumpInterrupted))
+					yield(nil, fmt.Errorf("dump %s sockets: %w", fam, ErrDumpInterrupted))
 					return
 				}
 			}
@@ -191,7 +176,7 @@ func request(fam Family, states StateSet, bc []byte) []byte {
 func (c *Conn) dump(ctx context.Context, fam Family, states StateSet, bc []byte, yield func(*Socket, error) bool) dumpResult {
 	var r dumpResult
 	if err := ctx.Err(); err != nil {
-		r.err = fmt.Errorf("dump %s sockets in netns %s: %w", fam, c.ns, err)
+		r.err = fmt.Errorf("dump %s sockets: %w", fam, err)
 		return r
 	}
 	req, err := c.send(netlink.Message{
@@ -199,65 +184,10 @@ func (c *Conn) dump(ctx context.Context, fam Family, states StateSet, bc []byte,
 		Data:   request(fam, states, bc),
 	})
 	if err != nil {
-		r.err = fmt.Errorf("dump %s sockets in netns %s: %w%s", fam, c.ns, err, hint(err))
+		r.err = fmt.Errorf("dump %s sockets: %w", fam, classify(err))
 		return r
 	}
-	seq := req.Header.Sequence
-	done := ctx.Done()
-	if !c.receiveIter {
-		return c.dumpRaw(done, ctx.Err, fam, seq, yield)
-	}
-	// quiet: stop handing sockets out but keep reading, so the kernel's dump is
-	// consumed and the next request on this Conn reads its own replies.
-	quiet := false
-	for m, err := range c.nl.ReceiveIter() {
-		if err != nil {
-			// A netlink error (NLMSG_ERROR) ends the dump in the kernel too.
-			if r.err == nil {
-				r.err = fmt.Errorf("dump %s sockets in netns %s: %w%s", fam, c.ns, err, hint(err))
-			}
-			break
-		}
-		if quiet {
-			continue
-		}
-		if m.Header.Sequence != seq {
-			r.err = fmt.Errorf("dump %s sockets in netns %s: reply with sequence %d to request %d", fam, c.ns, m.Header.Sequence, seq)
-			quiet = true
-			continue
-		}
-		if m.Header.Flags&netlink.DumpInterrupted != 0 {
-			r.interrupted = true
-			quiet = true
-			continue
-		}
-		if m.Header.Type != unix.SOCK_DIAG_BY_FAMILY {
-			r.err = fmt.Errorf("dump %s sockets in netns %s: unexpected netlink message type %d", fam, c.ns, m.Header.Type)
-			quiet = true
-			continue
-		}
-		select {
-		case <-done:
-			r.err = fmt.Errorf("dump %s sockets in netns %s: %w", fam, c.ns, ctx.Err())
-			quiet = true
-			continue
-		default:
-		}
-		if err := decode(m.Data, &c.sock); err != nil {
-			r.err = fmt.Errorf("dump %s sockets in netns %s: %w", fam, c.ns, err)
-			quiet = true
-			continue
-		}
-		if !yield(&c.sock, nil) {
-			r.stopped = true
-			quiet = true
-		}
-	}
-	if r.stopped {
-		// The consumer asked for nothing more: not even an error.
-		r.err = nil
-	}
-	return r
+	return c.dumpRaw(ctx.Done(), ctx.Err, fam, req.Header.Sequence, yield)
 }
 
 // Destroy closes s in the kernel (SOCK_DESTROY): the socket with exactly s's
@@ -266,7 +196,7 @@ func (c *Conn) dump(ctx context.Context, fam Family, states StateSet, bc []byte,
 // inside the loop over Sockets, with the yielded Socket.
 func (c *Conn) Destroy(s *Socket) error {
 	if s.Family != FamilyInet && s.Family != FamilyInet6 {
-		return fmt.Errorf("destroy %s in netns %s: family %d is neither inet nor inet6", s.ID(), c.ns, s.Family)
+		return fmt.Errorf("destroy %s family %d is neither inet nor inet6", s.ID(), s.Family)
 	}
 	b := make([]byte, reqLen)
 	b[0] = byte(s.Family)
@@ -280,10 +210,10 @@ func (c *Conn) Destroy(s *Socket) error {
 	if s.Family == FamilyInet {
 		src, dst = src.Unmap(), dst.Unmap()
 		if !src.Is4() || !dst.Is4() {
-			return fmt.Errorf("destroy %s in netns %s: inet socket with non-IPv4 addresses", s.ID(), c.ns)
+			return fmt.Errorf("destroy %s: inet socket with non-IPv4 addresses", s.ID())
 		}
 	} else if !src.Is6() || !dst.Is6() {
-		return fmt.Errorf("destroy %s in netns %s: inet6 socket with non-IPv6 addresses", s.ID(), c.ns)
+		return fmt.Errorf("destroy %s: inet6 socket with non-IPv6 addresses", s.ID())
 	}
 	copy(id[offSrc-o:], src.AsSlice())
 	copy(id[offDst-o:], dst.AsSlice())
@@ -295,21 +225,20 @@ func (c *Conn) Destroy(s *Socket) error {
 		Header: netlink.Header{Type: unix.SOCK_DESTROY, Flags: netlink.Request | netlink.Acknowledge},
 		Data:   b,
 	})
-	return destroyError(s, c.ns, err)
+	return destroyError(s, err)
 }
 
 // destroyError maps the kernel's answer to SOCK_DESTROY to what a caller can
-// test with errors.Is.
-func destroyError(s *Socket, ns string, err error) error {
+// test with errors.Is: ErrNotFound, ErrDestroyUnsupported, or the errno
+// (EPERM: closing a socket needs CAP_NET_ADMIN).
+func destroyError(s *Socket, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.ENOENT):
-		return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), ns, ErrNotFound)
+		return fmt.Errorf("destroy %s: %w", s.ID(), ErrNotFound)
 	case errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), ns, ErrDestroyUnsupported)
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("destroy %s in netns %s: %w (closing a socket needs root or CAP_NET_ADMIN)", s.ID(), ns, err)
+		return fmt.Errorf("destroy %s: %w", s.ID(), ErrDestroyUnsupported)
 	}
-	return fmt.Errorf("destroy %s in netns %s: %w", s.ID(), ns, err)
+	return fmt.Errorf("destroy %s: %w", s.ID(), err)
 }

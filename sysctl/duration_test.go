@@ -1,4 +1,4 @@
-package cli
+package sysctl
 
 import (
 	"strings"
@@ -35,44 +35,44 @@ func TestParseSeconds(t *testing.T) {
 		{"1e3", 0, "not a duration"},
 		{"0x10", 0, "not a duration"},
 	} {
-		got, err := parseSeconds(tc.in, 32767)
+		got, err := ParseSeconds(tc.in, MaxTime)
 		if tc.want != 0 {
 			if err != nil || got != tc.want {
-				t.Errorf("parseSeconds(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+				t.Errorf("ParseSeconds(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 			}
 			continue
 		}
 		if err == nil {
-			t.Errorf("parseSeconds(%q) = %v, want an error", tc.in, got)
+			t.Errorf("ParseSeconds(%q) = %v, want an error", tc.in, got)
 			continue
 		}
 		if !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), "1 to 32767") {
-			t.Errorf("parseSeconds(%q) error %q: want it to say %q and the range", tc.in, err, tc.says)
+			t.Errorf("ParseSeconds(%q) error %q: want it to say %q and the range", tc.in, err, tc.says)
 		}
 	}
 }
 
 func TestParseDuration(t *testing.T) {
 	for in, want := range map[string]time.Duration{"0": 0, "10": 10 * time.Second, "500ms": 500 * time.Millisecond, "1h30m": 90 * time.Minute} {
-		if got, err := parseDuration(in); err != nil || got != want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "-1", "-1s", "1.5", "abc", "10x", "1e9", "99999999999999999999"} {
-		if got, err := parseDuration(in); err == nil {
-			t.Errorf("parseDuration(%q) = %v, want an error", in, got)
+		if got, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
 		}
 	}
 }
 
-func TestParseCount(t *testing.T) {
-	for _, in := range []string{"0", "128", "-1", "5s", "1.5", "", " 5", "99999999999999999999"} {
-		if n, err := parseCount(in, 1, 127); err == nil {
-			t.Errorf("parseCount(%q) = %d, want an error", in, n)
-		}
+func TestParseKeepalive(t *testing.T) {
+	if k, err := ParseKeepalive("60s/10/5"); err != nil || k != (Keepalive{Time: time.Minute, Intvl: 10 * time.Second, Probes: 5}) {
+		t.Errorf("ParseKeepalive(60s/10/5) = %+v, %v", k, err)
 	}
-	if n, err := parseCount("127", 1, 127); err != nil || n != 127 {
-		t.Errorf("parseCount(127) = %d, %v", n, err)
+	for in, says := range map[string]string{"60s/10s": "IDLE/INTVL/CNT", "0/1/1": "IDLE", "1/1.5/1": "INTVL", "1/1/128": "CNT", "1/1/+5": "CNT", "1/1/x": "CNT"} {
+		if _, err := ParseKeepalive(in); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("ParseKeepalive(%q) = %v, want an error naming %s", in, err, says)
+		}
 	}
 }
 
@@ -81,15 +81,15 @@ func FuzzParseSeconds(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := parseSeconds(s, 32767)
+		d, err := ParseSeconds(s, MaxTime)
 		if err != nil {
 			if d != 0 {
-				t.Fatalf("parseSeconds(%q) returned %v with error %v", s, d, err)
+				t.Fatalf("ParseSeconds(%q) returned %v with error %v", s, d, err)
 			}
 			return
 		}
 		if d < time.Second || d > 32767*time.Second || d%time.Second != 0 {
-			t.Fatalf("parseSeconds(%q) = %v: outside whole seconds 1 to 32767", s, d)
+			t.Fatalf("ParseSeconds(%q) = %v: outside whole seconds 1 to 32767", s, d)
 		}
 	})
 }
@@ -99,9 +99,9 @@ func FuzzParseDuration(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := parseDuration(s)
+		d, err := ParseDuration(s)
 		if err == nil && d < 0 {
-			t.Fatalf("parseDuration(%q) = %v: negative", s, d)
+			t.Fatalf("ParseDuration(%q) = %v: negative", s, d)
 		}
 	})
 }

@@ -57,36 +57,45 @@ type Subscription struct {
 	recv *receiver
 	// setDeadline is nl.SetReadDeadline (a socket pair's in tests).
 	setDeadline func(time.Time) error
-	ns          string
 	sock        Socket // the Socket every iteration hands out, reused
 	closed      atomic.Bool
 }
 
-// SubscribeDestroyed subscribes to the destroyed TCP sockets of cfg's
-// namespace (nil cfg: the calling thread's). The kernel lets any user listen
-// (NL_CFG_F_NONROOT_RECV); entering another namespace needs CAP_SYS_ADMIN.
+// SubscribeDestroyed subscribes to the destroyed TCP sockets of ns (nil: the
+// calling thread's namespace). The kernel lets any user listen
+// (NL_CFG_F_NONROOT_RECV); entering another namespace takes what ns.Do takes.
 // Sockets freed before the subscription, or after Close, are not seen.
-func SubscribeDestroyed(cfg *Config) (*Subscription, error) {
-	if cfg == nil {
-		cfg = &Config{}
+func SubscribeDestroyed(ns Namespace) (*Subscription, error) {
+	var nl *netlink.Conn
+	dial := func() error {
+		c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
+		if err != nil {
+			return fmt.Errorf("subscribe to destroyed sockets: %w", classify(err))
+		}
+		nl = c
+		return nil
 	}
-	ns := cfg.nsName()
-	nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: cfg.NetNS})
+	var err error
+	if ns == nil {
+		err = dial()
+	} else {
+		err = ns.Do(dial)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to destroyed sockets in netns %s: %w%s", ns, err, hint(err))
+		return nil, err
 	}
 	for _, g := range []uint32{groupInetTCPDestroy, groupInet6TCPDestroy} {
 		if err := nl.JoinGroup(g); err != nil {
 			nl.Close()
-			return nil, fmt.Errorf("subscribe to destroyed sockets in netns %s: join group %d: %w%s", ns, g, err, hint(err))
+			return nil, fmt.Errorf("subscribe to destroyed sockets: join group %d: %w", g, classify(err))
 		}
 	}
 	rc, err := nl.SyscallConn()
 	if err != nil {
 		nl.Close()
-		return nil, fmt.Errorf("subscribe to destroyed sockets in netns %s: %w", ns, err)
+		return nil, fmt.Errorf("subscribe to destroyed sockets: %w", err)
 	}
-	return &Subscription{nl: nl, recv: newReceiver(rc, destroyBufSize), setDeadline: nl.SetReadDeadline, ns: ns}, nil
+	return &Subscription{nl: nl, recv: newReceiver(rc, destroyBufSize), setDeadline: nl.SetReadDeadline}, nil
 }
 
 // SetReadBuffer sets the kernel's receive buffer of the subscription, which
@@ -96,7 +105,7 @@ func SubscribeDestroyed(cfg *Config) (*Subscription, error) {
 // With CAP_NET_ADMIN it may exceed net.core.rmem_max.
 func (s *Subscription) SetReadBuffer(bytes int) error {
 	if err := s.nl.SetReadBuffer(bytes); err != nil {
-		return fmt.Errorf("set receive buffer of the destroyed-socket subscription in netns %s: %w", s.ns, err)
+		return fmt.Errorf("set receive buffer of the destroyed-socket subscription: %w", err)
 	}
 	return nil
 }
@@ -132,7 +141,7 @@ func (s *Subscription) Sockets(ctx context.Context) iter.Seq2[*Socket, error] {
 			ctx = context.Background()
 		}
 		fail := func(err error) error {
-			return fmt.Errorf("receive destroyed sockets in netns %s: %w", s.ns, err)
+			return fmt.Errorf("receive destroyed sockets: %w", err)
 		}
 		if err := s.setDeadline(time.Time{}); err != nil {
 			if !s.closed.Load() {
@@ -166,7 +175,7 @@ func (s *Subscription) Sockets(ctx context.Context) iter.Seq2[*Socket, error] {
 						continue
 					}
 				}
-				yield(nil, fail(fmt.Errorf("%w%s", err, hint(err))))
+				yield(nil, fail(classify(err)))
 				return
 			}
 			for len(b) > 0 {

@@ -1,0 +1,96 @@
+package report
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Duration writes d for people: the one way tcpkeep writes a duration in a
+// table or a sentence. Below a second in milliseconds (450ms), below ten
+// seconds to a tenth (1.5s), else to the second in days, hours, minutes and
+// seconds, trailing zero units left out (42s, 1m15s, 5m, 2h11m15s, 2h, 3d4h).
+func Duration(d time.Duration) string {
+	var b [24]byte
+	return string(AppendDuration(b[:0], d))
+}
+
+// AppendDuration appends Duration(d) without allocating.
+func AppendDuration(dst []byte, d time.Duration) []byte {
+	switch {
+	case d <= 0:
+		return append(dst, "0s"...)
+	case d < time.Second-time.Millisecond/2:
+		dst = strconv.AppendInt(dst, int64(d.Round(time.Millisecond)/time.Millisecond), 10)
+		return append(dst, "ms"...)
+	case d < 10*time.Second-50*time.Millisecond:
+		ds := int64(d.Round(100*time.Millisecond) / (100 * time.Millisecond))
+		dst = strconv.AppendInt(dst, ds/10, 10)
+		if ds%10 != 0 {
+			dst = append(dst, '.', byte('0'+ds%10))
+		}
+		return append(dst, 's')
+	}
+	s := int64(d.Round(time.Second) / time.Second)
+	units := [4]struct {
+		n    int64
+		unit byte
+	}{{s / 86400, 'd'}, {s % 86400 / 3600, 'h'}, {s % 3600 / 60, 'm'}, {s % 60, 's'}}
+	first, last := 0, 3
+	for units[first].n == 0 {
+		first++
+	}
+	for units[last].n == 0 {
+		last--
+	}
+	for _, u := range units[first : last+1] {
+		dst = strconv.AppendInt(dst, u.n, 10)
+		dst = append(dst, u.unit)
+	}
+	return dst
+}
+
+// Printable is s for a terminal: control characters and invalid UTF-8 become
+// '?'. A process name (comm) is whatever bytes its process chose.
+func Printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			var b []byte
+			return string(AppendPrintable(b, s))
+		}
+	}
+	return s
+}
+
+// AppendPrintable appends Printable(s) without allocating.
+func AppendPrintable(dst []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1, r < 0x20, r >= 0x7f && r < 0xa0:
+			dst = append(dst, '?')
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+// Count writes "1 socket", "2 sockets".
+func Count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}
+
+func appendCount(dst []byte, n int, what string) []byte {
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, what...)
+	if n != 1 {
+		dst = append(dst, 's')
+	}
+	return dst
+}

@@ -1,0 +1,208 @@
+package report
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/audit"
+)
+
+// Words puts findings into sentences for one command: the libraries state
+// facts, and what to type next depends on which command is speaking.
+type Words struct {
+	// Sockopts says the command has --sockopts (audit), so a sentence may
+	// point to it where the socket's own options would tell more.
+	Sockopts bool
+	// Remedy ends a sentence with what to do (audit). An action says what was
+	// done instead (kill).
+	Remedy bool
+	// NetNS is the --netns value the run was given, for the command lines a
+	// sentence suggests; "" for the namespace tcpkeep runs in.
+	NetNS string
+}
+
+// Message is the finding in one sentence a person can act on, with its numbers.
+func (w Words) Message(f *audit.Finding) string {
+	var b strings.Builder
+	s := f.Socket
+	d := Duration
+	switch f.Code {
+	case audit.HalfOpenKeepalive:
+		fmt.Fprintf(&b, "%s: %d keepalive %s unanswered and nothing received for %s, the peer is gone (crashed, cut off, or a middlebox forgot the flow); ",
+			between(s), f.Count, plural(f.Count, "probe", "probes"), d(f.Value))
+		if f.DropBy == audit.DropUnknown {
+			b.WriteString("when the kernel drops it depends on the socket's own TCP_KEEPCNT")
+			w.sockopts(&b, " (--sockopts reads it)")
+		} else {
+			fmt.Fprintf(&b, "the kernel drops it in about %s (after %d probes %s apart, ", d(f.DropIn), f.Keepalive.Probes, d(f.Keepalive.Intvl))
+			if f.ValueFrom == audit.SourceSocket {
+				b.WriteString("the socket's TCP_KEEPINTVL and TCP_KEEPCNT)")
+			} else {
+				b.WriteString("the namespace's tunables, unless the socket sets its own")
+				w.sockopts(&b, ": --sockopts reads them")
+				b.WriteString(")")
+			}
+		}
+	case audit.HalfOpenRetrans:
+		fmt.Fprintf(&b, "%s: %d retransmissions and no ACK for %s with %d bytes unsent or unacknowledged, the peer is gone or the path drops its packets; ",
+			between(s), f.Count, d(f.Value), s.SendQ)
+		switch f.DropBy {
+		case audit.DropUserTimeout:
+			fmt.Fprintf(&b, "TCP_USER_TIMEOUT gives up in about %s (after %s without an ACK)", d(f.DropIn), d(f.DropAfter))
+		case audit.DropOrphanRetries:
+			fmt.Fprintf(&b, "the application has closed it, so tcp_orphan_retries (%d retransmissions) gives up in about %s (%s after the first retransmission)", f.Retries, d(f.DropIn), d(f.DropAfter))
+		case audit.DropRetries2:
+			fmt.Fprintf(&b, "tcp_retries2 %d gives up in about %s (%s after the first retransmission, longer on a slow path)", f.Retries, d(f.DropIn), d(f.DropAfter))
+		default:
+			b.WriteString("tcp_retries2 is unknown, so when the kernel gives up is too")
+		}
+	case audit.ZeroWindowStall:
+		what := "the peer stopped reading"
+		if s.TimerRetrans >= audit.ZeroWindowProbes {
+			what = fmt.Sprintf("and the last %d went unanswered: the peer may be gone too", s.TimerRetrans)
+		}
+		fmt.Fprintf(&b, "%s: the peer has advertised a zero window for about %s and %d zero-window probes went out, %s; %d bytes wait in the send queue",
+			between(s), d(f.Value), f.Count, what, s.SendQ)
+	case audit.IdleNoKeepalive:
+		fmt.Fprintf(&b, "%s: idle for %s (over --max-idle %s) without SO_KEEPALIVE", between(s), d(f.Value), d(f.Threshold))
+		holder(&b, f)
+		b.WriteString(", so a dead peer would never be noticed")
+	case audit.IdleOverlong:
+		fmt.Fprintf(&b, "%s: no data sent or received for %s (over --idle-limit %s)", between(s), d(f.Value), d(f.Threshold))
+	case audit.KeepaliveAfterPathTimeout:
+		fmt.Fprintf(&b, "%s: keepalive's first probe comes after %s of silence (%s), but %s forgets an idle flow after %s, so the probe finds the flow gone",
+			between(s), d(f.Value), source(f.ValueFrom), pathName(f.ThresholdFrom), d(f.Threshold))
+	case audit.CloseWaitStale:
+		fmt.Fprintf(&b, "%s: in CLOSE_WAIT for about %s (over --close-wait-after %s): the peer closed, the application never did", between(s), d(f.Value), d(f.Threshold))
+	case audit.ListenQueueFull:
+		fmt.Fprintf(&b, "listener %s: accept queue %d of backlog %d, new connections are dropped once it is full", s.Local, f.Count, f.Limit)
+	case audit.PeerLimitExceeded:
+		p := audit.PeerOf(s)
+		fmt.Fprintf(&b, "%s holds %d connections to local port %d (over --max-per-peer %d): a client that leaks connections or a flood", p.Remote, f.Count, p.Port, f.Limit)
+		if !w.Remedy && f.Count > f.Limit {
+			fmt.Fprintf(&b, "; this is one of its %d idlest (idle %s)", f.Count-f.Limit, d(f.Value))
+		}
+	case audit.SysctlKeepaliveDefault:
+		fmt.Fprintf(&b, "tcp_keepalive_time is the kernel default of %s: a dead idle peer is found after %s, long after most NAT gateways, firewalls and load balancers (4 to 20 minutes) forgot the flow",
+			d(f.Value), d(f.Keepalive.DeadPeerDetect()))
+	case audit.SysctlKeepaliveAfterConntrack:
+		fmt.Fprintf(&b, "tcp_keepalive_time %s exceeds nf_conntrack_tcp_timeout_established %s: local conntrack forgets an idle flow before its first keepalive probe", d(f.Value), d(f.Threshold))
+	default:
+		fmt.Fprintf(&b, "%s", f.Code)
+	}
+	if f.Code != audit.IdleNoKeepalive && f.Code != audit.PeerLimitExceeded {
+		holder(&b, f)
+	}
+	if w.Remedy {
+		if r := w.remedy(f); r != "" {
+			b.WriteString("; ")
+			b.WriteString(r)
+		}
+	}
+	return b.String()
+}
+
+func (w Words) sockopts(b *strings.Builder, s string) {
+	if w.Sockopts {
+		b.WriteString(s)
+	}
+}
+
+// remedy says what to do, with the command line where tcpkeep can do it.
+func (w Words) remedy(f *audit.Finding) string {
+	ns := ""
+	if w.NetNS != "" {
+		ns = " --netns " + w.NetNS
+	}
+	s := f.Socket
+	switch f.Remedy {
+	case audit.RemedyClose:
+		extra := ""
+		if f.Code == audit.IdleOverlong {
+			extra = " --idle-limit " + Duration(f.Threshold)
+		}
+		what := "close it now with"
+		if f.Code == audit.IdleOverlong {
+			what = "close it in the application, or with"
+		}
+		return fmt.Sprintf("%s tcpkeep%s kill --finding %s%s", what, ns, f.Code, extra)
+	case audit.RemedyUserTimeout:
+		return "set TCP_USER_TIMEOUT in the application to give up sooner"
+	case audit.RemedyFixReader:
+		return fmt.Sprintf("fix the reader at %s or bound the wait with TCP_USER_TIMEOUT", s.Remote)
+	case audit.RemedyKeepalive:
+		return "set SO_KEEPALIVE in the application (with TCP_KEEPIDLE below the path's idle timeout)"
+	case audit.RemedySocketKeepidle:
+		return fmt.Sprintf("set TCP_KEEPIDLE in the application below %s", Duration(f.Threshold*9/10))
+	case audit.RemedyTune:
+		if f.Code == audit.SysctlKeepaliveDefault {
+			return fmt.Sprintf("lower it with tcpkeep%s sysctl recommend --apply", ns)
+		}
+		path := "--path-idle-timeout " + Duration(f.Threshold)
+		if f.ThresholdFrom == audit.SourceConntrack {
+			path = "--behind conntrack"
+		}
+		r := fmt.Sprintf("lower tcp_keepalive_time below %s with tcpkeep%s sysctl recommend %s --apply", Duration(f.Threshold*9/10), ns, path)
+		if f.ValueFrom == audit.SourceTimer {
+			r += ", or the socket's TCP_KEEPIDLE if it sets its own"
+		}
+		return r
+	case audit.RemedyFixClose:
+		return "fix the application's close path (close the socket on EOF or error)"
+	case audit.RemedyAcceptFaster:
+		return "accept faster in the application, or raise the backlog (listen() and net.core.somaxconn)"
+	case audit.RemedyLimitPeer:
+		p := audit.PeerOf(s)
+		return fmt.Sprintf("list them with tcpkeep%s conns --dst %s --sport %d, close the idlest with tcpkeep%s kill --max-per-peer %d --sport %d",
+			ns, p.Remote, p.Port, ns, f.Limit, p.Port)
+	}
+	return ""
+}
+
+// between names a connection: "10.0.0.1:5000 to 10.0.0.2:80".
+func between(s *diag.Socket) string {
+	b := appendLocal(make([]byte, 0, 64), s)
+	b = append(b, " to "...)
+	return string(appendRemote(b, s))
+}
+
+// holder says who holds the socket: " (held by nginx, pid 812)".
+func holder(b *strings.Builder, f *audit.Finding) {
+	switch f.Holder {
+	case audit.HolderProcess:
+		fmt.Fprintf(b, " (held by %s, pid %d)", Printable(f.Owner.Comm), f.Owner.PID)
+	case audit.HolderOrphan:
+		b.WriteString(" (orphaned: the application closed it, the kernel finishes it alone)")
+	case audit.HolderAcceptQueue:
+		b.WriteString(" (not accepted yet: it waits in its listener's accept queue)")
+	case audit.HolderNotFound:
+		b.WriteString(" (owner not found: the process may be gone or in another pid namespace)")
+	}
+}
+
+// source names where a keepalive time came from.
+func source(s audit.Source) string {
+	switch s {
+	case audit.SourceSocket:
+		return "the socket's TCP_KEEPIDLE"
+	case audit.SourceTimer:
+		return "inferred from its keepalive timer"
+	}
+	return "tcp_keepalive_time"
+}
+
+// pathName names where a path timeout came from.
+func pathName(s audit.Source) string {
+	if s == audit.SourceConntrack {
+		return "local conntrack (nf_conntrack_tcp_timeout_established)"
+	}
+	return "the path (--path-idle-timeout)"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
