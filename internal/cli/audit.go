@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
@@ -30,6 +29,9 @@ func runAudit(e *env, args []string) error {
 	case errors.Is(err, errHelp), errors.Is(err, errInterrupted):
 		return err
 	case err != nil:
+		if e.output == string(report.Nagios) {
+			report.WriteNagiosUnknown(e.stdout, explain(err))
+		}
 		return &exitCodeError{code: auditUnknown, err: err}
 	}
 	return auditExit(worst, failOn)
@@ -56,7 +58,7 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	failOnText := fs.String("fail-on", "warning", "lowest `SEVERITY` that makes the exit code non-zero: info, warning or critical")
 	sockopts := fs.Bool("sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
 	promFile := fs.String("prom-file", "", "also write the metrics in node_exporter textfile format to this file, atomically; `PATH`")
-	if err := parseCommand(e, fs, args, "table", "json", "ndjson", "prom"); err != nil {
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson", "prom", "nagios"); err != nil {
 		return 0, 0, err
 	}
 	if failOn, err = audit.ParseSeverity(*failOnText); err != nil {
@@ -65,43 +67,54 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	if err := th.check(); err != nil {
 		return 0, 0, err
 	}
-	if dir := filepath.Dir(*promFile); *promFile != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return 0, 0, usagef("--prom-file %s: directory %s does not exist", *promFile, dir)
-		}
+	if err := checkPromFile(*promFile); err != nil {
+		return 0, 0, err
 	}
 	cfg := th.Config
 	if cfg.Filter, err = filt.filter(diag.StatesAll); err != nil {
 		return 0, 0, err
 	}
-	start := e.now()
+	// record puts what the audit saw in the metrics and writes --prom-file:
+	// a failed audit too, as tcpkeep_audit_success 0.
+	m := report.NewMetrics(build())
+	p := report.PromAudit{NetNS: netns.NS{Spec: e.netnsSpec}.String(), Start: e.now()}
+	record := func(err error) error {
+		m.SetAudit(p)
+		if perr := m.WriteFile(*promFile); *promFile != "" && perr != nil {
+			err = errors.Join(err, fmt.Errorf("--prom-file %s: %w", *promFile, perr))
+		}
+		return err
+	}
 	ns, k, err := e.open()
 	if err != nil {
-		return 0, 0, promFailure(e, *promFile, netns.NS{Spec: e.netnsSpec}, start, nil, err)
+		return 0, 0, record(err)
 	}
 	owners := proc.NewIndex("/proc", *sockopts)
 	defer owners.Close()
 	cfg.Owners = owners
 	w := report.NewAuditWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{Sockopts: true, Remedy: true, NetNS: e.netnsSpec})
+	w.Metrics, w.FailOn = m, failOn
 	var werr error
 	sum, err := audit.Run(e.ctx, k, cfg, func(f *audit.Finding) {
 		if werr == nil {
 			werr = w.Finding(f)
 		}
 	})
+	if sum.HaveTunables {
+		p.Tunables = &sum.Tunables
+	}
 	if err != nil && !sum.Interrupted {
-		return 0, 0, promFailure(e, *promFile, ns, start, &sum, inNS(ns, err))
+		return 0, 0, record(inNS(ns, err))
 	}
 	if err := w.Finish(&sum, ns.String()); werr == nil {
 		werr = err
 	}
+	if !sum.Interrupted {
+		p.Summary = &sum
+	}
 	if *promFile != "" {
-		p := report.PromAudit{NetNS: ns.String(), Start: start, Tunables: &sum.Tunables}
-		if !sum.Interrupted {
-			p.Summary = &sum
-		}
-		if err := report.WritePromFile(*promFile, p); err != nil && werr == nil {
-			werr = fmt.Errorf("--prom-file %s: %w", *promFile, err)
+		if err := record(nil); werr == nil {
+			werr = err
 		}
 	}
 	if err := owners.Err(); err != nil {
@@ -113,18 +126,12 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	return sum.Worst, failOn, werr
 }
 
-// promFailure tells the metrics collector, under the name asked for, that the
-// audit failed, and returns err.
-func promFailure(e *env, path string, ns netns.NS, start time.Time, sum *audit.Summary, err error) error {
-	if path == "" {
-		return err
+// checkPromFile refuses a --prom-file whose directory does not exist.
+func checkPromFile(path string) error {
+	if dir := filepath.Dir(path); path != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return usagef("--prom-file %s: directory %s does not exist", path, dir)
+		}
 	}
-	p := report.PromAudit{NetNS: ns.String(), Start: start}
-	if sum != nil && sum.HaveTunables {
-		p.Tunables = &sum.Tunables
-	}
-	if perr := report.WritePromFile(path, p); perr != nil {
-		err = errors.Join(err, fmt.Errorf("--prom-file %s: %w", path, perr))
-	}
-	return err
+	return nil
 }

@@ -90,7 +90,7 @@ func TestAuditUsageErrorsExit3(t *testing.T) {
 		{[]string{"audit", "--max-idle", "later"}, "not a duration"},
 		{[]string{"audit", "--prom-file", "/no/such/dir/x.prom"}, "does not exist"},
 		{[]string{"audit", "--path-idle-timeout", "500ms"}, "want at least 1s"},
-		{[]string{"audit", "-o", "csv"}, "table, json, ndjson or prom"},
+		{[]string{"audit", "-o", "csv"}, "table, json, ndjson, prom or nagios"},
 	} {
 		r := runCLI(t, withKernel(fakeNS(t)), tc.args...)
 		if r.code != auditUnknown {
@@ -171,7 +171,7 @@ func TestHelpSaysExitCodesAndFormats(t *testing.T) {
 			t.Errorf("tcpkeep -h lacks %q", want)
 		}
 	}
-	for cmd, formats := range map[string]string{"audit": "table, json, ndjson or prom", "conns": "table, json or ndjson", "kill": "table, json or ndjson"} {
+	for cmd, formats := range map[string]string{"audit": "table, json, ndjson, prom or nagios", "conns": "table, json or ndjson", "kill": "table, json or ndjson"} {
 		out := runCLI(t, nil, cmd, "-h").stdout
 		if !strings.Contains(out, "-o, --output FORMAT") || !strings.Contains(out, "output FORMAT: "+formats+" (default table)") {
 			t.Errorf("%s -h: -o does not list %s:\n%s", cmd, formats, out)

@@ -13,11 +13,17 @@ import (
 // AuditWriter writes an audit: in ndjson a "finding" line per finding as it
 // comes and an "audit_summary" line; in json one "audit" document with the
 // findings, the summary and the tunables; in the table the findings grouped by
-// severity, then code, and a summary line; in prom the metrics alone.
+// severity, then code, and a summary line; in prom the metrics alone; in
+// nagios the monitoring plugin's status line.
 type AuditWriter struct {
-	st    *stream
-	words Words
-	held  []heldFinding // the table's, grouped at the end
+	// Metrics are what prom writes: the audit is recorded in them. Set them
+	// for prom.
+	Metrics *Metrics
+	// FailOn is the lowest severity that is not OK, for nagios's status.
+	FailOn audit.Severity
+	st     *stream
+	words  Words
+	held   []heldFinding // the table's, grouped at the end
 }
 
 type heldFinding struct {
@@ -70,7 +76,13 @@ func (aw *AuditWriter) Finish(sum *audit.Summary, ns string) error {
 		if !sum.Interrupted {
 			p.Summary = sum
 		}
-		st.buf = AppendAuditProm(st.buf, p)
+		aw.Metrics.SetAudit(p)
+		if err := aw.Metrics.Write(st.w); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
+	case Nagios:
+		st.buf = AppendNagios(st.buf, ns, sum, aw.FailOn)
 		return st.flush()
 	case Table:
 		aw.table(sum, ns)

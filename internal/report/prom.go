@@ -1,19 +1,20 @@
 package report
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+	"io"
+	"sort"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
-// PromAudit is what the audit's metrics say.
+// PromAudit is what one namespace's last audit says, for its metrics.
 type PromAudit struct {
 	// NetNS labels every series.
 	NetNS string
@@ -21,8 +22,14 @@ type PromAudit struct {
 	Start time.Time
 	// Tunables are the namespace's, when they were read.
 	Tunables *sysctl.Tunables
-	// Summary is what it found, when it ran to its end; nil when it failed.
+	// Summary is what it found, when it ran to its end; nil when it failed or
+	// was interrupted.
 	Summary *audit.Summary
+}
+
+// BuildInfo is which tcpkeep runs: tcpkeep_build_info's labels.
+type BuildInfo struct {
+	Version, Commit, GoVersion string
 }
 
 // promStates are the states tcpkeep_sockets always has a series for, so a
@@ -33,69 +40,218 @@ var promStates = []diag.State{
 	diag.StateLastAck, diag.StateListen, diag.StateClosing,
 }
 
-// AppendAuditProm appends the audit's metrics in the node_exporter textfile
-// format. Without success only tcpkeep_audit_success (0), the timestamp and what
-// is known are written.
-func AppendAuditProm(b []byte, p PromAudit) []byte {
-	ns := promLabel(p.NetNS)
-	metric := func(name, help, typ string) {
-		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+// The metric definitions: one set of names, for tcpkeep watch's /metrics,
+// audit -o prom and --prom-file alike (docs/deployment-agent.md lists them).
+var (
+	descSockets     = promDesc("tcpkeep_sockets", "TCP sockets the last audit checked, by state.", "state")
+	descFindings    = promDesc("tcpkeep_findings", "Findings of the last audit, by code and severity (docs/findings.md explains each).", "code", "severity")
+	descWorst       = promDesc("tcpkeep_worst_severity", "The last audit's worst finding: 0 none, 1 info, 2 warning, 3 critical.")
+	descTime        = promDesc("tcpkeep_keepalive_time_seconds", "net.ipv4.tcp_keepalive_time: idle time before the first keepalive probe.")
+	descIntvl       = promDesc("tcpkeep_keepalive_intvl_seconds", "net.ipv4.tcp_keepalive_intvl: time between unanswered keepalive probes.")
+	descProbes      = promDesc("tcpkeep_keepalive_probes", "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is dropped.")
+	descDetect      = promDesc("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: time + intvl x probes.")
+	descRetries2    = promDesc("tcpkeep_tcp_retries2", "net.ipv4.tcp_retries2: retransmission backoffs before the kernel drops a connection.")
+	descConntrack   = promDesc("tcpkeep_conntrack_established_timeout_seconds", "net.netfilter.nf_conntrack_tcp_timeout_established: how long conntrack keeps an idle flow.")
+	descDuration    = promDesc("tcpkeep_audit_duration_seconds", "How long the last audit took: tunables, dump and rules.")
+	descSuccess     = promDesc("tcpkeep_audit_success", "Whether the last audit ran to its end (1) or failed or was interrupted (0).")
+	descTimestamp   = promDesc("tcpkeep_audit_timestamp_seconds", "When the last audit started, in seconds since the epoch.")
+	descBuildInfo   = prometheus.NewDesc("tcpkeep_build_info", "Which tcpkeep runs: always 1.", []string{"version", "commit", "goversion"}, nil)
+	counterOpened   = promCounter("tcpkeep_findings_opened_total", "Findings that appeared (tcpkeep watch's opened events).", "code", "severity")
+	counterResolved = promCounter("tcpkeep_findings_resolved_total", "Findings that went away (tcpkeep watch's resolved events), by how: closed, cleared or killed.", "code", "how")
+	counterDrops    = promCounter("tcpkeep_kernel_drops_total", "Connections the kernel dropped for a timeout, by cause: keepalive, retransmit, user_timeout, connect_timeout.", "cause")
+	counterLost     = promCounter("tcpkeep_destroy_overruns_total", "Times the kernel dropped destroy broadcasts because the subscription's buffer was full (how many were lost is not known).")
+)
+
+// counterDef is a counter of the agent's: its name, help and labels, netns first.
+type counterDef struct {
+	name, help string
+	labels     []string
+}
+
+// promDesc is a gauge of one namespace, labelled netns and labels.
+func promDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, append([]string{"netns"}, labels...), nil)
+}
+
+func promCounter(name, help string, labels ...string) counterDef {
+	return counterDef{name, help, append([]string{"netns"}, labels...)}
+}
+
+// dropCauses are the ends the kernel's timeouts make (audit.End.KernelDrop):
+// every namespace has a series for each, 0 included, so rate() sees the first.
+var dropCauses = []audit.End{audit.EndKeepalive, audit.EndRetransmit, audit.EndUserTimeout, audit.EndConnectTimeout}
+
+// Metrics are tcpkeep's Prometheus metrics: gauges over the last audit of each
+// namespace (a collector: nothing is kept per socket), and the counters of the
+// agent's events. Safe for concurrent use.
+type Metrics struct {
+	reg    *prometheus.Registry
+	build  BuildInfo
+	mu     sync.Mutex
+	audits map[string]PromAudit
+	opened, resolved, drops, lost *prometheus.CounterVec
+}
+
+// NewMetrics makes the metrics of a tcpkeep that is b.
+func NewMetrics(b BuildInfo) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), build: b, audits: map[string]PromAudit{}}
+	vec := func(d counterDef) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: d.name, Help: d.help}, d.labels)
+		m.reg.MustRegister(v)
+		return v
 	}
-	val := func(name, labels string, v float64) {
-		b = append(b, name...)
-		b = append(b, `{netns="`...)
-		b = append(b, ns...)
-		b = append(b, '"')
-		b = append(b, labels...)
-		b = append(b, "} "...)
-		b = strconv.AppendFloat(b, v, 'f', -1, 64)
-		b = append(b, '\n')
+	m.opened, m.resolved, m.drops, m.lost = vec(counterOpened), vec(counterResolved), vec(counterDrops), vec(counterLost)
+	m.reg.MustRegister(collector{m})
+	return m
+}
+
+// Registry is where the metrics are registered: /metrics serves it (with
+// whatever else the caller adds beside it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// SetAudit records p as the last audit of its namespace.
+func (m *Metrics) SetAudit(p PromAudit) {
+	if p.Tunables != nil {
+		t := *p.Tunables
+		p.Tunables = &t
+	}
+	if p.Summary != nil {
+		s := *p.Summary
+		s.Findings = map[audit.Code]*[audit.Critical + 1]int{}
+		for c, v := range p.Summary.Findings {
+			n := *v
+			s.Findings[c] = &n
+		}
+		p.Summary = &s
+	}
+	m.mu.Lock()
+	m.audits[p.NetNS] = p
+	m.mu.Unlock()
+}
+
+// Watching starts the counters of a namespace the agent watches at 0, so that
+// rate() and increase() see its first drop.
+func (m *Metrics) Watching(netns string) {
+	for _, c := range dropCauses {
+		m.drops.WithLabelValues(netns, c.String())
+	}
+}
+
+// Forget drops every series of a namespace that is gone.
+func (m *Metrics) Forget(netns string) {
+	m.mu.Lock()
+	delete(m.audits, netns)
+	m.mu.Unlock()
+	for _, v := range []*prometheus.CounterVec{m.opened, m.resolved, m.drops, m.lost} {
+		v.DeletePartialMatch(prometheus.Labels{"netns": netns})
+	}
+}
+
+// Opened counts a finding that appeared.
+func (m *Metrics) Opened(netns string, code audit.Code, sev audit.Severity) {
+	m.opened.WithLabelValues(netns, string(code), sev.String()).Inc()
+}
+
+// Resolved counts a finding that went away, and how (closed, cleared, killed).
+func (m *Metrics) Resolved(netns string, code audit.Code, how string) {
+	m.resolved.WithLabelValues(netns, string(code), how).Inc()
+}
+
+// Ended counts a connection that ended, if the kernel dropped it for a
+// timeout (end.KernelDrop).
+func (m *Metrics) Ended(netns string, end audit.End) {
+	if end.KernelDrop() {
+		m.drops.WithLabelValues(netns, end.String()).Inc()
+	}
+}
+
+// Overrun counts destroy broadcasts the kernel dropped.
+func (m *Metrics) Overrun(netns string) { m.lost.WithLabelValues(netns).Inc() }
+
+// Write writes the metrics in the text format (node_exporter's textfile
+// format), whole: they are gathered before anything is written.
+func (m *Metrics) Write(w io.Writer) error {
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		return err
+	}
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFile writes the metrics to a temporary file in path's directory and
+// renames it over path, so node_exporter never reads half a file (the
+// temporary name does not end in .prom: the textfile collector ignores it).
+func (m *Metrics) WriteFile(path string) error { return prometheus.WriteToTextfile(path, m.reg) }
+
+// collector turns the last audits into gauges as a scrape asks for them.
+type collector struct{ m *Metrics }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSockets, descFindings, descWorst, descTime, descIntvl, descProbes, descDetect,
+		descRetries2, descConntrack, descDuration, descSuccess, descTimestamp, descBuildInfo} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	b := c.m.build
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.Commit, b.GoVersion)
+	c.m.mu.Lock()
+	audits := make([]PromAudit, 0, len(c.m.audits))
+	for _, p := range c.m.audits {
+		audits = append(audits, p)
+	}
+	c.m.mu.Unlock()
+	sort.Slice(audits, func(i, j int) bool { return audits[i].NetNS < audits[j].NetNS })
+	for _, p := range audits {
+		collectAudit(ch, p)
+	}
+}
+
+// collectAudit sends one namespace's gauges. Without a summary only
+// tcpkeep_audit_success (0), the timestamp and what is known are sent.
+func collectAudit(ch chan<- prometheus.Metric, p PromAudit) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{p.NetNS}, labels...)...)
 	}
 	sum := p.Summary
-	metric("tcpkeep_audit_success", "Whether the last audit ran to the end (1) or failed (0).", "gauge")
-	val("tcpkeep_audit_success", "", boolFloat(sum != nil))
-	metric("tcpkeep_audit_timestamp_seconds", "When the last audit started, in seconds since the epoch.", "gauge")
-	val("tcpkeep_audit_timestamp_seconds", "", float64(p.Start.UnixMilli())/1000)
+	gauge(descSuccess, boolFloat(sum != nil))
+	gauge(descTimestamp, float64(p.Start.UnixMilli())/1000)
 	if t := p.Tunables; t != nil {
-		metric("tcpkeep_keepalive_time_seconds", "net.ipv4.tcp_keepalive_time: idle time before the first keepalive probe.", "gauge")
-		val("tcpkeep_keepalive_time_seconds", "", t.Time.Seconds())
-		metric("tcpkeep_keepalive_intvl_seconds", "net.ipv4.tcp_keepalive_intvl: time between unanswered keepalive probes.", "gauge")
-		val("tcpkeep_keepalive_intvl_seconds", "", t.Intvl.Seconds())
-		metric("tcpkeep_keepalive_probes", "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is dropped.", "gauge")
-		val("tcpkeep_keepalive_probes", "", float64(t.Probes))
-		metric("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: time + intvl x probes.", "gauge")
-		val("tcpkeep_dead_peer_detect_seconds", "", t.DeadPeerDetect().Seconds())
+		gauge(descTime, t.Time.Seconds())
+		gauge(descIntvl, t.Intvl.Seconds())
+		gauge(descProbes, float64(t.Probes))
+		gauge(descDetect, t.DeadPeerDetect().Seconds())
 		if t.Retries2 != nil {
-			metric("tcpkeep_tcp_retries2", "net.ipv4.tcp_retries2: retransmission backoffs before the kernel drops a connection.", "gauge")
-			val("tcpkeep_tcp_retries2", "", float64(*t.Retries2))
+			gauge(descRetries2, float64(*t.Retries2))
 		}
 		if t.ConntrackEstablished != nil {
-			metric("tcpkeep_conntrack_established_timeout_seconds", "net.netfilter.nf_conntrack_tcp_timeout_established: how long conntrack keeps an idle flow.", "gauge")
-			val("tcpkeep_conntrack_established_timeout_seconds", "", t.ConntrackEstablished.Seconds())
+			gauge(descConntrack, t.ConntrackEstablished.Seconds())
 		}
 	}
 	if sum == nil {
-		return b
+		return
 	}
-	metric("tcpkeep_sockets", "TCP sockets the audit checked, by state.", "gauge")
 	for _, st := range promStates {
-		val("tcpkeep_sockets", `,state="`+st.String()+`"`, float64(sum.Counts.ByState[st]))
+		gauge(descSockets, float64(sum.Counts.ByState[st]), st.String())
 	}
-	metric("tcpkeep_findings", "Findings of the audit, by code and severity (docs/findings.md explains each).", "gauge")
-	for _, c := range audit.Codes {
+	for _, code := range audit.Codes {
 		var v [audit.Critical + 1]int
-		if p := sum.Findings[c]; p != nil {
-			v = *p
+		if n := sum.Findings[code]; n != nil {
+			v = *n
 		}
-		for _, s := range c.Severities() {
-			val("tcpkeep_findings", `,code="`+string(c)+`",severity="`+s.String()+`"`, float64(v[s]))
+		for _, s := range code.Severities() {
+			gauge(descFindings, float64(v[s]), string(code), s.String())
 		}
 	}
-	metric("tcpkeep_worst_severity", "The worst finding's severity: 0 none, 1 info, 2 warning, 3 critical.", "gauge")
-	val("tcpkeep_worst_severity", "", float64(sum.Worst))
-	metric("tcpkeep_audit_duration_seconds", "How long the audit took: tunables, dump, rules and output.", "gauge")
-	val("tcpkeep_audit_duration_seconds", "", sum.Duration.Seconds())
-	return b
+	gauge(descWorst, float64(sum.Worst))
+	gauge(descDuration, sum.Duration.Seconds())
 }
 
 func boolFloat(v bool) float64 {
@@ -103,33 +259,4 @@ func boolFloat(v bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-// promLabel escapes a label value: backslash, double quote and newline.
-func promLabel(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-// WritePromFile writes the metrics to a temporary file in path's directory and
-// renames it over path, so node_exporter never reads half a file. The temporary
-// name does not end in .prom: the textfile collector ignores it.
-func WritePromFile(path string, p PromAudit) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(AppendAuditProm(nil, p))
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
 }
