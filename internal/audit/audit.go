@@ -2,6 +2,8 @@ package audit
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
@@ -89,6 +91,33 @@ var Codes = []Code{
 	HalfOpenKeepalive, HalfOpenRetrans, ZeroWindowStall, IdleNoKeepalive, IdleOverlong,
 	KeepaliveAfterPathTimeout, CloseWaitStale, PeerLimitExceeded, ListenQueueFull,
 	SysctlKeepaliveDefault, SysctlKeepaliveAfterConntrack,
+}
+
+// ParseCodes adds the finding codes of s, comma-separated, to codes, each
+// once. An unknown code is an error that lists the known ones: with tunables,
+// every code; without, the codes of socket findings. A code of the tunables
+// is added all the same: the caller decides what it means.
+func ParseCodes(codes []Code, s string, tunables bool) ([]Code, error) {
+	for _, v := range strings.Split(s, ",") {
+		c := Code(strings.TrimSpace(v))
+		if !slices.Contains(Codes, c) {
+			var names []string
+			for _, k := range Codes {
+				if tunables || !k.Tunable() {
+					names = append(names, string(k))
+				}
+			}
+			what := "codes"
+			if !tunables {
+				what = "codes of socket findings"
+			}
+			return nil, fmt.Errorf("unknown finding code %q (%s: %s)", c, what, strings.Join(names, ", "))
+		}
+		if !slices.Contains(codes, c) {
+			codes = append(codes, c)
+		}
+	}
+	return codes, nil
 }
 
 // Source says where a value a rule used came from.

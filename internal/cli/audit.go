@@ -3,10 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
-	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
@@ -51,37 +48,29 @@ func auditExit(worst, failOn audit.Severity) error {
 
 func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	fs := newFlags(e, "audit", helpText("audit"))
-	var th thresholdFlags
-	addThresholdFlags(fs, &th)
-	var filt filterFlags
-	addFilterFlags(fs, &filt, "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)")
+	var af auditFlags
+	addAuditFlags(fs, &af, "")
 	failOnText := fs.String("fail-on", "warning", "lowest `SEVERITY` that makes the exit code non-zero: info, warning or critical")
-	sockopts := fs.Bool("sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
-	promFile := fs.String("prom-file", "", "also write the metrics in node_exporter textfile format to this file, atomically; `PATH`")
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson", "prom", "nagios"); err != nil {
 		return 0, 0, err
 	}
 	if failOn, err = audit.ParseSeverity(*failOnText); err != nil {
 		return 0, 0, usagef("--fail-on %v", err)
 	}
-	if err := th.check(); err != nil {
+	cfg, err := af.config()
+	if err != nil {
 		return 0, 0, err
 	}
-	if err := checkPromFile(*promFile); err != nil {
-		return 0, 0, err
-	}
-	cfg := th.Config
-	if cfg.Filter, err = filt.filter(diag.StatesAll); err != nil {
-		return 0, 0, err
-	}
-	// record puts what the audit saw in the metrics and writes --prom-file:
-	// a failed audit too, as tcpkeep_audit_success 0.
+	// record writes what the audit saw to --prom-file: a failed audit too, as
+	// tcpkeep_audit_success 0.
 	m := report.NewMetrics(build())
 	p := report.PromAudit{NetNS: netns.NS{Spec: e.netnsSpec}.String(), Start: e.now()}
 	record := func(err error) error {
-		m.SetAudit(p)
-		if perr := m.WriteFile(*promFile); *promFile != "" && perr != nil {
-			err = errors.Join(err, fmt.Errorf("--prom-file %s: %w", *promFile, perr))
+		if path := *af.promFile; path != "" {
+			m.SetAudit(p)
+			if perr := m.WriteFile(path); perr != nil {
+				err = errors.Join(err, fmt.Errorf("--prom-file %s: %w", path, perr))
+			}
 		}
 		return err
 	}
@@ -89,7 +78,7 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	if err != nil {
 		return 0, 0, record(err)
 	}
-	owners := proc.NewIndex("/proc", *sockopts)
+	owners := proc.NewIndex("/proc", *af.sockopts)
 	defer owners.Close()
 	cfg.Owners = owners
 	w := report.NewAuditWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{Sockopts: true, Remedy: true, NetNS: e.netnsSpec})
@@ -112,10 +101,8 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	if !sum.Interrupted {
 		p.Summary = &sum
 	}
-	if *promFile != "" {
-		if err := record(nil); werr == nil {
-			werr = err
-		}
+	if err := record(nil); werr == nil {
+		werr = err
 	}
 	if err := owners.Err(); err != nil {
 		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s; options are inferred instead\n", explain(err))
@@ -124,14 +111,4 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 		werr = errInterrupted
 	}
 	return sum.Worst, failOn, werr
-}
-
-// checkPromFile refuses a --prom-file whose directory does not exist.
-func checkPromFile(path string) error {
-	if dir := filepath.Dir(path); path != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return usagef("--prom-file %s: directory %s does not exist", path, dir)
-		}
-	}
-	return nil
 }

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -115,4 +117,37 @@ func (f *thresholdFlags) check() error {
 		}
 	}
 	return nil
+}
+
+// auditFlags are the flags of the commands that audit, audit and watch: the
+// rules' thresholds, the filters, --sockopts and --prom-file.
+type auditFlags struct {
+	th       thresholdFlags
+	filt     filterFlags
+	sockopts *bool
+	promFile *string
+}
+
+// addAuditFlags adds them to fs; promWhen says when --prom-file is written.
+func addAuditFlags(fs *pflag.FlagSet, a *auditFlags, promWhen string) {
+	addThresholdFlags(fs, &a.th)
+	addFilterFlags(fs, &a.filt, "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)")
+	a.sockopts = fs.Bool("sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
+	a.promFile = fs.String("prom-file", "", "also write the metrics in node_exporter textfile format to this file"+promWhen+", atomically; `PATH`")
+}
+
+// config checks them and makes the audit's configuration.
+func (a *auditFlags) config() (audit.Config, error) {
+	if err := a.th.check(); err != nil {
+		return audit.Config{}, err
+	}
+	if dir := filepath.Dir(*a.promFile); *a.promFile != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return audit.Config{}, usagef("--prom-file %s: directory %s does not exist", *a.promFile, dir)
+		}
+	}
+	cfg := a.th.Config
+	var err error
+	cfg.Filter, err = a.filt.filter(diag.StatesAll)
+	return cfg, err
 }

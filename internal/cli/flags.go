@@ -19,7 +19,7 @@ func newFlags(e *env, name, usage string) *pflag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(e.stdout, "%s\n\nFlags:\n%s", strings.TrimSpace(usage), flagUsages(fs))
+		fmt.Fprintf(e.stdout, "%s\n\nFlags:\n%s", strings.TrimSpace(usage), report.FlagUsages(fs))
 	}
 	return fs
 }
@@ -28,7 +28,7 @@ func newFlags(e *env, name, usage string) *pflag.FlagSet {
 // prints the usage for -h, and refuses an -o the command cannot write. With no
 // formats any -o passes: the command it names checks it.
 func parse(e *env, fs *pflag.FlagSet, args []string, formats ...string) error {
-	o := "output `FORMAT`: " + orList(formats)
+	o := "output `FORMAT`: " + report.OrList(formats)
 	if len(formats) == 0 {
 		o = "output `FORMAT` of the command: table, json, ndjson (audit: also prom)"
 	}
@@ -50,7 +50,7 @@ func parse(e *env, fs *pflag.FlagSet, args []string, formats ...string) error {
 	if len(formats) == 0 {
 		return nil
 	}
-	return usagef("-o %q: this command writes %s", e.output, orList(formats))
+	return usagef("-o %q: this command writes %s", e.output, report.OrList(formats))
 }
 
 // parseCommand parses the flags of a command that takes no positional argument.
@@ -62,46 +62,6 @@ func parseCommand(e *env, fs *pflag.FlagSet, args []string, formats ...string) e
 		return usagef("unexpected argument %q (see -h)", fs.Arg(0))
 	}
 	return nil
-}
-
-// orList writes "a, b or c".
-func orList(s []string) string {
-	if len(s) < 2 {
-		return strings.Join(s, "")
-	}
-	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
-}
-
-// flagUsages lists the flags, one a line: "-p, --processes" for a switch,
-// "--time D" for a value, "--persist[=FILE]" for an optional one, then what the
-// flag does and its default.
-func flagUsages(fs *pflag.FlagSet) string {
-	var left, right []string
-	width := 0
-	fs.VisitAll(func(f *pflag.Flag) {
-		l := "    --" + f.Name
-		if f.Shorthand != "" {
-			l = "-" + f.Shorthand + ", --" + f.Name
-		}
-		arg, usage := pflag.UnquoteUsage(f)
-		switch {
-		case f.Value.Type() == "bool":
-		case f.NoOptDefVal != "":
-			l += "[=" + arg + "]"
-		default:
-			l += " " + arg
-		}
-		if d := f.DefValue; d != "" && d != "0" && d != "false" && d != "[]" && !strings.Contains(usage, "(default") {
-			usage += " (default " + d + ")"
-		}
-		left, right = append(left, l), append(right, usage)
-		width = max(width, len(l))
-	})
-	var b strings.Builder
-	for i := range left {
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, left[i], right[i])
-	}
-	return b.String()
 }
 
 // value is a flag whose text parse turns into a T: every flag type tcpkeep

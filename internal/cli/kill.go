@@ -2,7 +2,8 @@ package cli
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
@@ -16,8 +17,7 @@ func runKill(e *env, args []string) error {
 	var filt filterFlags
 	addFilterFlags(fs, &filt, "states or groups to close, comma-separated (default: connected but time-wait and syn-recv; listeners only when named)")
 	var codes []audit.Code
-	fs.Var(&value[[]audit.Code]{v: &codes, arg: "CODES", parse: func(s string) ([]audit.Code, error) { return parseFindings(codes, s) }},
-		"finding", "close sockets flagged with these finding codes, comma-separated (see above)")
+	findingsVar(fs, &codes, "finding", "close sockets flagged with these finding codes, comma-separated (see above)")
 	var th thresholdFlags
 	addThresholdFlags(fs, &th)
 	fs.Lookup("max-per-peer").Usage = "close, for each remote address and local port, the idlest connections beyond N (peer_limit_exceeded)"
@@ -42,15 +42,8 @@ func runKill(e *env, args []string) error {
 		return usagef("kill: say what to close: filters that narrow (--state, --sport, --dport, --src, --dst, -4, -6), --finding CODE or --max-per-peer N; tcpkeep never closes everything by default (see -h)")
 	}
 	listeners := filt.namesListening()
-	for _, c := range codes {
-		switch {
-		case c == audit.PeerLimitExceeded && !perPeer:
-			return usagef("--finding peer_limit_exceeded needs --max-per-peer N: the limit it enforces")
-		case c == audit.IdleOverlong && th.IdleLimit <= 0:
-			return usagef("--finding idle_overlong needs --idle-limit D: how long a connection may stay idle, as 1h")
-		case c == audit.ListenQueueFull && !listeners:
-			return usagef("--finding listen_queue_full closes listeners: add --state listening to say so")
-		}
+	if err := checkKillCodes("--finding", codes, &th, listeners); err != nil {
+		return err
 	}
 	if !listeners {
 		filter.States &^= diag.Of(diag.StateListen)
@@ -93,34 +86,34 @@ func runKill(e *env, args []string) error {
 	return nil
 }
 
+// findingsVar is a flag of finding codes to close, comma-separated.
+func findingsVar(fs *pflag.FlagSet, codes *[]audit.Code, name, usage string) {
+	fs.Var(&value[[]audit.Code]{v: codes, arg: "CODES", parse: func(s string) ([]audit.Code, error) { return parseFindings(*codes, s) }}, name, usage)
+}
+
+// checkKillCodes refuses codes whose closing needs what was not given.
+func checkKillCodes(flag string, codes []audit.Code, th *thresholdFlags, listeners bool) error {
+	for _, c := range codes {
+		switch {
+		case c == audit.PeerLimitExceeded && !th.fs.Changed("max-per-peer"):
+			return usagef("%s peer_limit_exceeded needs --max-per-peer N: the limit it enforces", flag)
+		case c == audit.IdleOverlong && th.IdleLimit <= 0:
+			return usagef("%s idle_overlong needs --idle-limit D: how long a connection may stay idle, as 1h", flag)
+		case c == audit.ListenQueueFull && !listeners:
+			return usagef("%s listen_queue_full closes listeners: add --state listening to say so", flag)
+		}
+	}
+	return nil
+}
+
 // parseFindings adds the finding codes of s, comma-separated, to codes: codes
 // of socket rules only.
 func parseFindings(codes []audit.Code, s string) ([]audit.Code, error) {
-	for _, v := range strings.Split(s, ",") {
-		c := audit.Code(strings.TrimSpace(v))
-		known := false
-		for _, k := range audit.Codes {
-			known = known || k == c
-		}
-		switch {
-		case !known:
-			var names []string
-			for _, k := range audit.Codes {
-				if !k.Tunable() {
-					names = append(names, string(k))
-				}
-			}
-			return nil, fmt.Errorf("unknown finding code %q (codes of socket findings: %s)", c, strings.Join(names, ", "))
-		case c.Tunable():
+	codes, err := audit.ParseCodes(codes, s, false)
+	for _, c := range codes {
+		if c.Tunable() {
 			return nil, fmt.Errorf("%s is about the namespace's keepalive tunables, not a socket: there is nothing to close (fix it with tcpkeep sysctl recommend --apply)", c)
 		}
-		dup := false
-		for _, k := range codes {
-			dup = dup || k == c
-		}
-		if !dup {
-			codes = append(codes, c)
-		}
 	}
-	return codes, nil
+	return codes, err
 }

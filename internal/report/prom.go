@@ -2,11 +2,14 @@ package report
 
 import (
 	"io"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/tcpkeep/tcpkeep/diag"
@@ -85,10 +88,10 @@ var dropCauses = []audit.End{audit.EndKeepalive, audit.EndRetransmit, audit.EndU
 // namespace (a collector: nothing is kept per socket), and the counters of the
 // agent's events. Safe for concurrent use.
 type Metrics struct {
-	reg    *prometheus.Registry
-	build  BuildInfo
-	mu     sync.Mutex
-	audits map[string]PromAudit
+	reg                           *prometheus.Registry
+	build                         BuildInfo
+	mu                            sync.Mutex
+	audits                        map[string]PromAudit
 	opened, resolved, drops, lost *prometheus.CounterVec
 }
 
@@ -129,6 +132,15 @@ func (m *Metrics) SetAudit(p PromAudit) {
 	m.mu.Unlock()
 }
 
+// Audited records a namespace's last audit: sum is nil when it failed or was
+// interrupted, t when the tunables could not be read.
+func (m *Metrics) Audited(netns string, start time.Time, t *sysctl.Tunables, sum *audit.Summary) {
+	if sum != nil && sum.Interrupted {
+		sum = nil
+	}
+	m.SetAudit(PromAudit{NetNS: netns, Start: start, Tunables: t, Summary: sum})
+}
+
 // Watching starts the counters of a namespace the agent watches at 0, so that
 // rate() and increase() see its first drop.
 func (m *Metrics) Watching(netns string) {
@@ -167,6 +179,14 @@ func (m *Metrics) Ended(netns string, end audit.End) {
 
 // Overrun counts destroy broadcasts the kernel dropped.
 func (m *Metrics) Overrun(netns string) { m.lost.WithLabelValues(netns).Inc() }
+
+// Handler serves the metrics, and the Go runtime's and the process's own
+// (go_*, process_*: the agent's memory and CPU), to scrapes.
+func (m *Metrics) Handler() http.Handler {
+	rt := prometheus.NewRegistry()
+	rt.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(prometheus.Gatherers{m.reg, rt}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
 
 // Write writes the metrics in the text format (node_exporter's textfile
 // format), whole: they are gathered before anything is written.

@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/report"
+	"github.com/tcpkeep/tcpkeep/internal/watch"
+)
+
+func runWatch(e *env, args []string) error {
+	if e.output == "table" {
+		e.output = "ndjson" // events are records for a log pipeline
+	}
+	fs := newFlags(e, "watch", helpText("watch"))
+	interval := 30 * time.Second
+	durationVar(fs, &interval, "interval", "time from the start of one audit to the next")
+	listen := fs.String("listen", "127.0.0.1:9977", "serve /metrics and /healthz on `ADDR`, host:port (\"\": serve nothing)")
+	var af auditFlags
+	addAuditFlags(fs, &af, " after every round")
+	var codes []audit.Code
+	findingsVar(fs, &codes, "kill", "close sockets flagged with these finding codes, comma-separated (default: none)")
+	killMax := 10
+	countVar(fs, &killMax, 1, 1<<20, "kill-max", "with --kill, close at most N sockets per interval")
+	dryRun := fs.Bool("dry-run", false, "with --kill, report what would be closed (once per socket) and close nothing")
+	if err := parseCommand(e, fs, args, "ndjson"); err != nil {
+		return err
+	}
+	if interval < 100*time.Millisecond {
+		return usagef("--interval %s: want at least 100ms, as 30s", report.Duration(interval))
+	}
+	cfg, err := af.config()
+	if err != nil {
+		return err
+	}
+	if err := checkKillCodes("--kill", codes, &af.th, af.filt.namesListening()); err != nil {
+		return err
+	}
+	ns, _, err := e.open()
+	if err != nil {
+		return err
+	}
+	var l net.Listener
+	if *listen != "" {
+		if l, err = net.Listen("tcp", *listen); err != nil {
+			return fmt.Errorf("--listen %s: %w (another program has the port? pass --listen HOST:PORT)", *listen, err)
+		}
+	}
+	m := report.NewMetrics(build())
+	host, _ := os.Hostname()
+	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
+	wc := watch.Config{Interval: interval, Namespaces: watch.Only(ns), Kernel: e.kernel, Audit: cfg, Sockopts: *af.sockopts, Kill: codes, KillMax: killMax,
+		DryRun: *dryRun, Emit: report.NewEventWriter(e.stdout, host, report.Words{Sockopts: true, Remedy: true}).Event, Metrics: m, Log: log,
+		Listener: l, MetricsHandler: m.Handler()}
+	if path := *af.promFile; path != "" {
+		wc.Rounds = func(watch.Round) {
+			if err := m.WriteFile(path); err != nil {
+				log.Warn("cannot write --prom-file", "path", path, "err", err.Error())
+			}
+		}
+	}
+	return watch.New(wc).Run(e.ctx)
+}
