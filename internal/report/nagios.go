@@ -115,7 +115,7 @@ func appendPerf(b []byte, label string, n int64) []byte {
 // nagiosText keeps a free text off the plugin format's separators: a "|"
 // would start the performance data, a newline the long output.
 func nagiosText(s string) string {
-	return strings.NewReplacer("|", "/", "\n", " ", "\r", " ").Replace(Printable(s))
+	return Printable(strings.NewReplacer("|", "/", "\n", " ", "\r", " ").Replace(s))
 }
 
 // WriteNagiosUnknown writes the status line of an audit that could not run:
