@@ -71,6 +71,8 @@ type nsState struct {
 	during map[uint64]*ending
 	// killed are the cookies the engine closed, with the round it did.
 	killed map[uint64]int
+	// audited: an audit of it succeeded (its metrics are watched).
+	audited bool
 }
 
 // listening says whether the namespace's broadcasts can be trusted to say
@@ -102,16 +104,12 @@ func (e *Engine) state(n netns.Namespace, k nsKey) *nsState {
 	if st == nil {
 		st = &nsState{name: n.Name, ino: n.Ino, open: map[key]*entry{}, killed: map[uint64]int{}}
 		e.states[k] = st
-		if e.cfg.Metrics != nil {
-			e.cfg.Metrics.Watching(n.Name)
-		}
 	}
 	if st.name != n.Name { // renamed (pid:PID follows the processes in it)
-		if e.cfg.Metrics != nil {
+		if e.cfg.Metrics != nil && st.audited {
 			e.cfg.Metrics.Forget(st.name)
-			e.cfg.Metrics.Watching(n.Name)
 		}
-		st.name = n.Name
+		st.name, st.audited = n.Name, false
 	}
 	return st
 }
@@ -175,10 +173,14 @@ func (e *Engine) auditNS(ctx context.Context, n netns.Namespace, k nsKey) error 
 		}
 		return err
 	}
+	e.mu.Lock()
 	if e.cfg.Metrics != nil {
+		if !st.audited {
+			e.cfg.Metrics.Watching(n.Name)
+		}
 		e.cfg.Metrics.Audited(n.Name, start, &sum.Tunables, &sum)
 	}
-	e.mu.Lock()
+	st.audited = true
 	e.reconcile(st, n.Ino, found, seen)
 	e.mu.Unlock()
 	if len(e.cfg.Kill) > 0 && ctx.Err() == nil {
@@ -257,7 +259,7 @@ func (e *Engine) drop(k nsKey, st *nsState) {
 	}
 	st.unsubscribe()
 	delete(e.states, k)
-	if e.cfg.Metrics != nil {
+	if e.cfg.Metrics != nil && st.audited {
 		e.cfg.Metrics.Forget(st.name)
 	}
 }
