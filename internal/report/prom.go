@@ -43,41 +43,64 @@ var promStates = []diag.State{
 	diag.StateLastAck, diag.StateListen, diag.StateClosing,
 }
 
+// Family is one metric family tcpkeep exposes: its name, type (gauge or
+// counter), labels and help.
+type Family struct {
+	Name, Type, Help string
+	Labels           []string
+}
+
+// families are the definitions, in the order Families lists them.
+var families []*Family
+
 // The metric definitions: one set of names, for tcpkeep watch's /metrics,
 // audit -o prom and --prom-file alike (docs/deployment-agent.md lists them).
+// Every gauge but the build info is about one namespace (netns).
 var (
-	descSockets     = promDesc("tcpkeep_sockets", "TCP sockets the last audit checked, by state.", "state")
-	descFindings    = promDesc("tcpkeep_findings", "Findings of the last audit, by code and severity (docs/findings.md explains each).", "code", "severity")
-	descWorst       = promDesc("tcpkeep_worst_severity", "The last audit's worst finding: 0 none, 1 info, 2 warning, 3 critical.")
-	descTime        = promDesc("tcpkeep_keepalive_time_seconds", "net.ipv4.tcp_keepalive_time: idle time before the first keepalive probe.")
-	descIntvl       = promDesc("tcpkeep_keepalive_intvl_seconds", "net.ipv4.tcp_keepalive_intvl: time between unanswered keepalive probes.")
-	descProbes      = promDesc("tcpkeep_keepalive_probes", "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is dropped.")
-	descDetect      = promDesc("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: time + intvl x probes.")
-	descRetries2    = promDesc("tcpkeep_tcp_retries2", "net.ipv4.tcp_retries2: retransmission backoffs before the kernel drops a connection.")
-	descConntrack   = promDesc("tcpkeep_conntrack_established_timeout_seconds", "net.netfilter.nf_conntrack_tcp_timeout_established: how long conntrack keeps an idle flow.")
-	descDuration    = promDesc("tcpkeep_audit_duration_seconds", "How long the last audit took: tunables, dump and rules.")
-	descSuccess     = promDesc("tcpkeep_audit_success", "Whether the last audit ran to its end (1) or failed or was interrupted (0).")
-	descTimestamp   = promDesc("tcpkeep_audit_timestamp_seconds", "When the last audit started, in seconds since the epoch.")
-	descBuildInfo   = prometheus.NewDesc("tcpkeep_build_info", "Which tcpkeep runs: always 1.", []string{"version", "commit", "goversion"}, nil)
-	counterOpened   = promCounter("tcpkeep_findings_opened_total", "Findings that appeared (tcpkeep watch's opened events).", "code", "severity")
-	counterResolved = promCounter("tcpkeep_findings_resolved_total", "Findings that went away (tcpkeep watch's resolved events), by how: closed, cleared or killed.", "code", "how")
-	counterDrops    = promCounter("tcpkeep_kernel_drops_total", "Connections the kernel dropped for a timeout, by cause: keepalive, retransmit, user_timeout, connect_timeout.", "cause")
-	counterLost     = promCounter("tcpkeep_destroy_overruns_total", "Times the kernel dropped destroy broadcasts because the subscription's buffer was full (how many were lost is not known).")
+	descSockets     = gauge("tcpkeep_sockets", "TCP sockets the last audit checked, by state.", "state")
+	descFindings    = gauge("tcpkeep_findings", "Findings of the last audit, by code and severity (docs/findings.md explains each).", "code", "severity")
+	descWorst       = gauge("tcpkeep_worst_severity", "The last audit's worst finding: 0 none, 1 info, 2 warning, 3 critical.")
+	descTime        = gauge("tcpkeep_keepalive_time_seconds", "net.ipv4.tcp_keepalive_time: idle time before the first keepalive probe.")
+	descIntvl       = gauge("tcpkeep_keepalive_intvl_seconds", "net.ipv4.tcp_keepalive_intvl: time between unanswered keepalive probes.")
+	descProbes      = gauge("tcpkeep_keepalive_probes", "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is dropped.")
+	descDetect      = gauge("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: time + intvl x probes.")
+	descRetries2    = gauge("tcpkeep_tcp_retries2", "net.ipv4.tcp_retries2: retransmission backoffs before the kernel drops a connection.")
+	descConntrack   = gauge("tcpkeep_conntrack_established_timeout_seconds", "net.netfilter.nf_conntrack_tcp_timeout_established: how long conntrack keeps an idle flow.")
+	descDuration    = gauge("tcpkeep_audit_duration_seconds", "How long the last audit took: tunables, dump and rules.")
+	descSuccess     = gauge("tcpkeep_audit_success", "Whether the last audit ran to its end (1) or failed or was interrupted (0).")
+	descTimestamp   = gauge("tcpkeep_audit_timestamp_seconds", "When the last audit started, in seconds since the epoch.")
+	descBuildInfo   = define("tcpkeep_build_info", "gauge", "Which tcpkeep runs: always 1.", "version", "commit", "goversion")
+	counterOpened   = counter("tcpkeep_findings_opened_total", "Findings that appeared (tcpkeep watch's opened events).", "code", "severity")
+	counterResolved = counter("tcpkeep_findings_resolved_total", "Findings that went away (tcpkeep watch's resolved events), by how: closed, cleared or killed.", "code", "how")
+	counterDrops    = counter("tcpkeep_kernel_drops_total", "Connections the kernel dropped for a timeout, by cause: keepalive, retransmit, user_timeout, connect_timeout.", "cause")
+	counterLost     = counter("tcpkeep_destroy_overruns_total", "Times the kernel dropped destroy broadcasts because the subscription's buffer was full (how many were lost is not known).")
 )
 
-// counterDef is a counter of the agent's: its name, help and labels, netns first.
-type counterDef struct {
-	name, help string
-	labels     []string
+// Families lists every metric family tcpkeep defines, whether or not it has
+// a sample yet (a counter appears with its first event).
+func Families() []Family {
+	out := make([]Family, len(families))
+	for i, f := range families {
+		out[i] = *f
+		out[i].Labels = append([]string(nil), f.Labels...)
+	}
+	return out
 }
 
-// promDesc is a gauge of one namespace, labelled netns and labels.
-func promDesc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(name, help, append([]string{"netns"}, labels...), nil)
+func define(name, typ, help string, labels ...string) *prometheus.Desc {
+	families = append(families, &Family{Name: name, Type: typ, Help: help, Labels: labels})
+	return prometheus.NewDesc(name, help, labels, nil)
 }
 
-func promCounter(name, help string, labels ...string) counterDef {
-	return counterDef{name, help, append([]string{"netns"}, labels...)}
+// gauge is a gauge of one namespace, labelled netns and labels.
+func gauge(name, help string, labels ...string) *prometheus.Desc {
+	return define(name, "gauge", help, append([]string{"netns"}, labels...)...)
+}
+
+// counter is a counter of one namespace, labelled netns and labels.
+func counter(name, help string, labels ...string) prometheus.CounterOpts {
+	define(name, "counter", help, append([]string{"netns"}, labels...)...)
+	return prometheus.CounterOpts{Name: name, Help: help}
 }
 
 // dropCauses are the ends the kernel's timeouts make (audit.End.KernelDrop):
@@ -98,8 +121,14 @@ type Metrics struct {
 // NewMetrics makes the metrics of a tcpkeep that is b.
 func NewMetrics(b BuildInfo) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), build: b, audits: map[string]PromAudit{}}
-	vec := func(d counterDef) *prometheus.CounterVec {
-		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: d.name, Help: d.help}, d.labels)
+	vec := func(o prometheus.CounterOpts) *prometheus.CounterVec {
+		var labels []string
+		for _, f := range families {
+			if f.Name == o.Name {
+				labels = f.Labels
+			}
+		}
+		v := prometheus.NewCounterVec(o, labels)
 		m.reg.MustRegister(v)
 		return v
 	}
