@@ -21,7 +21,7 @@ import (
 // agent is the built binary running tcpkeep watch, its output read as it
 // comes.
 type agent struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	stdout []string // whole lines
@@ -32,7 +32,7 @@ type agent struct {
 }
 
 // startAgent runs tcpkeep with args, listening on a port of its choosing.
-func startAgent(t *testing.T, args ...string) *agent {
+func startAgent(t testing.TB, args ...string) *agent {
 	t.Helper()
 	a := &agent{t: t, done: make(chan struct{})}
 	a.cmd = exec.Command(tcpkeepBin, args...)
@@ -93,6 +93,8 @@ func startAgent(t *testing.T, args ...string) *agent {
 	})
 	return a
 }
+
+func (a *agent) pid() int { return a.cmd.Process.Pid }
 
 // records are the NDJSON records written so far.
 func (a *agent) records() []map[string]any {
