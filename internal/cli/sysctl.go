@@ -21,12 +21,14 @@ const sysctlUsage = `
 Usage:
   tcpkeep sysctl [-o table|json|ndjson] [--netns NS]
   tcpkeep sysctl set [--time D] [--intvl D] [--probes N] [--persist[=FILE]] [--dry-run]
-  tcpkeep sysctl recommend [--path-idle-timeout D | --behind NAME] [--detect-within D]
-                           [--apply] [--persist[=FILE]]
+  tcpkeep sysctl recommend [--path-idle-timeout D | --behind NAME] [--middleboxes FILE]
+                           [--detect-within D] [--heartbeat D] [--apply] [--persist[=FILE]]
 
 Shows the TCP keepalive tunables of a network namespace and what they imply: how
-long a dead idle peer goes unnoticed (time + intvl x probes) and how long one with
-unacknowledged data does (the retransmission backoffs under tcp_retries2).
+long a dead idle peer goes unnoticed (max(time, intvl) + intvl x probes after its
+last answer) and how long one with unacknowledged data does (the retransmission
+backoffs under tcp_retries2, from the first retransmission), and draws the
+timeline of a connection whose peer dies. docs/model.md gives the kernel's rules.
 
 Keepalive probes only sockets that set SO_KEEPALIVE, and a socket may override all
 three values (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT). Each namespace has its own
@@ -112,7 +114,7 @@ type sysctlRecord struct {
 func sysctlRecordOf(m report.Meta, t sysctl.Tunables) sysctlRecord {
 	r := sysctlRecord{header: headerOf("sysctl", m), keepaliveFields: keepaliveFieldsOf(t.Keepalive), Retries2: t.Retries2}
 	if t.Retries2 != nil {
-		ms := sysctl.RetransGiveUp(*t.Retries2).Milliseconds()
+		ms := retransAfter(*t.Retries2).Milliseconds()
 		r.RetransGiveUpMS = &ms
 	}
 	r.FinTimeoutS = seconds(t.FinTimeout)
@@ -145,14 +147,14 @@ func writeTunablesTable(w io.Writer, ns netns.NS, t sysctl.Tunables) error {
 	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_intvl\t%d\t%s between unanswered probes\n", t.Intvl/time.Second, human(t.Intvl))
 	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_probes\t%d\tunanswered probes before the connection is dropped\n", t.Probes)
 	if t.Retries2 != nil {
-		fmt.Fprintf(tw, "net.ipv4.tcp_retries2\t%d\tretransmissions before giving up (about %s)\n", *t.Retries2, human(sysctl.RetransGiveUp(*t.Retries2).Round(time.Second)))
+		fmt.Fprintf(tw, "net.ipv4.tcp_retries2\t%d\tretransmissions before giving up (about %s after the first)\n", *t.Retries2, human(retransAfter(*t.Retries2).Round(time.Second)))
 	}
 	if t.FinTimeout != nil {
 		fmt.Fprintf(tw, "net.ipv4.tcp_fin_timeout\t%d\t%s an orphaned FIN_WAIT2 socket lives\n", *t.FinTimeout/time.Second, human(*t.FinTimeout))
 	}
 	if t.OrphanRetries != nil {
 		r := sysctl.OrphanRetries(*t.OrphanRetries)
-		fmt.Fprintf(tw, "net.ipv4.tcp_orphan_retries\t%d\tretransmissions of a closed socket before giving up (%d: about %s)\n", *t.OrphanRetries, r, human(sysctl.RetransGiveUp(r).Round(time.Second)))
+		fmt.Fprintf(tw, "net.ipv4.tcp_orphan_retries\t%d\tretransmissions of a closed socket before giving up (%d: about %s)\n", *t.OrphanRetries, r, human(orphanAfter(*t.OrphanRetries).Round(time.Second)))
 	}
 	if t.ConntrackEstablished != nil {
 		fmt.Fprintf(tw, "net.netfilter.nf_conntrack_tcp_timeout_established\t%d\t%s local conntrack keeps an idle flow\n", *t.ConntrackEstablished/time.Second, human(*t.ConntrackEstablished))
@@ -160,20 +162,25 @@ func writeTunablesTable(w io.Writer, ns netns.NS, t sysctl.Tunables) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nA dead peer on an idle connection with SO_KEEPALIVE is dropped after %s (%ds + %d x %ds).\n",
-		human(t.DeadPeerDetect()), t.Time/time.Second, t.Probes, t.Intvl/time.Second)
+	fmt.Fprintf(w, "\nA dead peer on an idle connection with SO_KEEPALIVE is dropped %s after its last answer (%s).\n",
+		human(t.DeadPeerDetect()), detectFormula(t.Keepalive))
 	if t.Retries2 != nil {
-		fmt.Fprintf(w, "A dead peer with unacknowledged data is dropped after about %s (tcp_retries2 %d), unless TCP_USER_TIMEOUT is set.\n",
-			human(sysctl.RetransGiveUp(*t.Retries2).Round(time.Second)), *t.Retries2)
+		fmt.Fprintf(w, "A dead peer with unacknowledged data is dropped about %s after the first retransmission (tcp_retries2 %d), unless TCP_USER_TIMEOUT is set.\n",
+			human(retransAfter(*t.Retries2).Round(time.Second)), *t.Retries2)
 	}
 	fmt.Fprintln(w, "Sockets without SO_KEEPALIVE never notice a dead idle peer; sockets that set TCP_KEEPIDLE/INTVL/CNT use their own values.")
 	if t.Time == sysctl.Defaults.Time {
 		fmt.Fprintf(w, "Warning: tcp_keepalive_time is the kernel default of %s; most NAT gateways, firewalls and load balancers forget an idle flow within 4 to 20 minutes. See: tcpkeep sysctl recommend -h\n", human(t.Time))
 	}
-	if t.ConntrackEstablished != nil && t.Time > *t.ConntrackEstablished {
-		fmt.Fprintf(w, "Warning: tcp_keepalive_time (%s) exceeds the local conntrack timeout (%s): conntrack forgets idle flows before the first probe. See: tcpkeep sysctl recommend --behind conntrack\n",
-			human(t.Time), human(*t.ConntrackEstablished))
+	if cadenceOverConntrack(t) {
+		fmt.Fprintf(w, "Warning: keepalive probes every %s (max of tcp_keepalive_time and _intvl), too close to the local conntrack timeout (%s) for timers that fire late: conntrack forgets idle flows between probes. See: tcpkeep sysctl recommend --behind conntrack\n",
+			human(t.Cadence()), human(*t.ConntrackEstablished))
 	}
+	var path time.Duration
+	if t.ConntrackEstablished != nil {
+		path = *t.ConntrackEstablished
+	}
+	writeTimeline(w, t.Keepalive, path, "local conntrack")
 	return nil
 }
 
@@ -355,34 +362,56 @@ type recommendRecord struct {
 	header
 	keepaliveFields
 	PathIdleTimeoutS int64  `json:"path_idle_timeout_s"`
+	Path             string `json:"path"`
+	PathDefault      bool   `json:"path_default,omitempty"`
+	UserTimeoutMS    int64  `json:"user_timeout_ms"`
+	HeartbeatMS      int64  `json:"heartbeat_ms,omitempty"`
 	Reason           string `json:"reason"`
 	Applied          bool   `json:"applied"`
 }
 
 func runSysctlRecommend(e *env, args []string) error {
 	fs := newFlags(e, "sysctl recommend", `
-Usage: tcpkeep sysctl recommend [--path-idle-timeout D | --behind NAME] [--detect-within D]
-                                [--apply] [--persist[=FILE]]
+Usage: tcpkeep sysctl recommend [--path-idle-timeout D | --behind NAME] [--middleboxes FILE]
+                                [--detect-within D] [--heartbeat D] [--apply] [--persist[=FILE]]
 
-Recommends keepalive tunables whose first probe comes before the path forgets an
-idle connection (with a margin of a tenth of its idle timeout), and which declare a
-dead peer within --detect-within, with at least 3 probes so that one lost probe does
-not kill a live connection. Without a path timeout it plans for the shortest common
-middlebox default (240 s), or the local conntrack timeout if that is shorter.
+Recommends keepalive tunables for a path. On an idle connection whose peer
+answers, the kernel probes every max(time, intvl): that cadence stays under the
+path's idle timeout less an eighth, because the kernel's timers fire late. The
+interval is never longer than the idle time, so a dead peer is declared at most
+time + probes x intvl after its last answer: within --detect-within, with more
+probes (up to 9, at least 3) rather than a longer interval. Without a path
+timeout it plans for the shortest common middlebox default (240 s), or the local
+conntrack timeout if that is shorter.
 
---behind knows: `+sysctl.MiddleboxNames()+` (README cites each number).
+--heartbeat D: the application sends its own heartbeat every D. Keepalive's idle
+time is then set just above it, so keepalive stays out of a healthy heartbeat's
+way and still finds a dead peer when the heartbeat itself stops.
+
+Keepalive does not run while data is in flight or the peer advertises a zero
+window: the recommendation says which TCP_USER_TIMEOUT applications should set
+to drop such connections as soon (user_timeout_ms in json).
+
+--behind knows: `+sysctl.MiddleboxNames()+` (docs/model.md cites each).
+Those are vendor defaults; where yours is configured otherwise, give
+--path-idle-timeout, or list your devices in --middleboxes FILE, one a line:
+  name seconds source...      (edge-fw 300 our firewall policy; # comments)
 Measure your own path with: tcpkeep probe idle ADDR
 
 Examples:
   tcpkeep sysctl recommend --behind aws-nlb
   tcpkeep sysctl recommend --path-idle-timeout 10m --detect-within 2m --apply
+  tcpkeep sysctl recommend --behind edge-fw --middleboxes /etc/tcpkeep/middleboxes
+  tcpkeep sysctl recommend --behind azure-lb --heartbeat 30s --detect-within 5m
 `)
-	var path, detect time.Duration
-	var behind, persist string
+	var path, detect, heartbeat time.Duration
+	var behind, persist, boxes string
 	var apply bool
 	fs.Var(&durationFlag{d: &path}, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
 	fs.StringVar(&behind, "behind", "", "a middlebox whose idle timeout is known: "+sysctl.MiddleboxNames())
+	fs.StringVar(&boxes, "middleboxes", "", "a file of your own middleboxes for --behind, one 'name seconds source' a line")
 	fs.Var(&durationFlag{d: &detect}, "detect-within", "declare a dead idle peer within this long")
+	fs.Var(&durationFlag{d: &heartbeat}, "heartbeat", "the period of the application's own heartbeat: keepalive stays out of its way")
 	fs.BoolVar(&apply, "apply", false, "write the recommended values, as sysctl set does")
 	persistFlag(fs, &persist)
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
@@ -397,16 +426,21 @@ Examples:
 	if fs.Changed("detect-within") && detect <= 0 {
 		return usagef("--detect-within %v: want a positive duration", detect)
 	}
+	if fs.Changed("heartbeat") && heartbeat <= 0 {
+		return usagef("--heartbeat %v: want a positive duration", heartbeat)
+	}
 	if fs.Changed("persist") && persist == "" {
 		return usagef("--persist=: give a file name, or --persist alone for %s", sysctl.DefaultPersistFile)
 	}
 	if persist != "" && !apply {
 		return usagef("--persist goes with --apply: recommend changes nothing without it")
 	}
-	req := sysctl.Request{PathIdleTimeout: path, PathName: "--path-idle-timeout", DetectWithin: detect}
-	var ns netns.NS
-	var err error
-	if ns, err = e.ns(); err != nil {
+	table, err := loadMiddleboxes(boxes)
+	if err != nil {
+		return err
+	}
+	ns, err := e.ns()
+	if err != nil {
 		return err
 	}
 	if err := checkPersist(e, ns, persist); err != nil {
@@ -416,21 +450,11 @@ Examples:
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", ns, err)
 	}
-	switch {
-	case behind == sysctl.ConntrackName:
-		if cur.ConntrackEstablished == nil {
-			return fmt.Errorf("--behind conntrack: netns %s has no nf_conntrack_tcp_timeout_established (nf_conntrack is not loaded there); give --path-idle-timeout instead", ns)
-		}
-		req.PathIdleTimeout, req.PathName = *cur.ConntrackEstablished, "local nf_conntrack_tcp_timeout_established"
-	case behind != "":
-		m, ok := sysctl.LookupMiddlebox(behind)
-		if !ok {
-			return usagef("--behind %q: unknown middlebox (known: %s); or give --path-idle-timeout", behind, sysctl.MiddleboxNames())
-		}
-		req.PathIdleTimeout, req.PathName = m.IdleTimeout, m.Name
-	case path == 0 && cur.ConntrackEstablished != nil && *cur.ConntrackEstablished < sysctl.AssumedPathIdleTimeout:
-		req.PathIdleTimeout, req.PathName = *cur.ConntrackEstablished, "local nf_conntrack_tcp_timeout_established"
+	p, err := choosePath(ns.String(), path, behind, table, cur)
+	if err != nil {
+		return err
 	}
+	req := sysctl.Request{Path: p, DetectWithin: detect, Heartbeat: heartbeat}
 	rec, err := sysctl.Recommend(req)
 	if err != nil {
 		if errors.Is(err, sysctl.ErrImpossible) {
@@ -446,7 +470,8 @@ Examples:
 	}
 	if e.output != "table" {
 		return writeJSON(e, recommendRecord{header: headerOf("sysctl_recommend", e.meta(ns)), keepaliveFields: keepaliveFieldsOf(rec.Keepalive),
-			PathIdleTimeoutS: int64(rec.PathIdleTimeout / time.Second), Reason: rec.Reason, Applied: apply})
+			PathIdleTimeoutS: int64(rec.PathIdleTimeout / time.Second), Path: pathKey(rec.Path), PathDefault: pathIsDefault(rec.Path), UserTimeoutMS: rec.UserTimeout.Milliseconds(),
+			HeartbeatMS: rec.Heartbeat.Milliseconds(), Reason: rec.Reason, Applied: apply})
 	}
 	w := e.stdout
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -456,6 +481,10 @@ Examples:
 	fmt.Fprintf(tw, "net.ipv4.tcp_keepalive_probes\t%d\t%d\n", cur.Probes, rec.Probes)
 	tw.Flush()
 	fmt.Fprintln(w, rec.Reason)
+	if note := pathNote(rec.Path); note != "" {
+		fmt.Fprintln(w, note)
+	}
+	writeTimeline(w, rec.Keepalive, rec.PathIdleTimeout, pathName(rec.Path))
 	switch {
 	case apply && persist != "":
 		fmt.Fprintf(w, "Applied, and persisted to %s.\n", persist)
