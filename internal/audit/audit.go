@@ -130,6 +130,12 @@ type Finding struct {
 	Owner *Owner
 	// Sockopts are Socket's real options, when they were read.
 	Sockopts *proc.SockOpts
+	// DropIn is when the kernel will drop Socket, counted from when the dump
+	// showed it, as sysctl's model of its clocks predicts; 0 when it will not
+	// or cannot be told.
+	DropIn time.Duration
+	// DropBy is the limit that drops it; sysctl.DropNone with DropIn 0.
+	DropBy sysctl.DropCause
 }
 
 // Summary counts what an audit found. The sockets themselves are counted by
@@ -267,11 +273,15 @@ func (a *Auditor) Check(s *diag.Socket, emit func(Finding)) {
 		if a.only != nil && !a.only[r.code] {
 			continue
 		}
+		c.drop = sysctl.Drop{}
 		sev, msg, ok := r.check(c, s)
 		if !ok {
 			continue
 		}
 		f := Finding{Code: r.code, Severity: sev, Message: msg, Socket: c.copy()}
+		if c.drop.Cause != sysctl.DropNone {
+			f.DropIn, f.DropBy = c.drop.In, c.drop.Cause
+		}
 		// A flagged socket's record carries its owner and, with --sockopts,
 		// its real options.
 		c.owner()
@@ -331,6 +341,9 @@ type sockCtx struct {
 	ownerOK, optsOK     bool
 	ownerV              Owner
 	optsV               proc.SockOpts
+	// drop is what the rule being checked predicts: when the kernel drops
+	// the socket.
+	drop sysctl.Drop
 }
 
 func (c *sockCtx) reset(a *Auditor, s *diag.Socket) { *c = sockCtx{a: a, s: s} }

@@ -44,19 +44,24 @@ func halfOpenKeepalive(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 	if s.Timer != diag.TimerKeepalive || s.TimerRetrans < 1 || !probedState(s.State) {
 		return 0, "", false
 	}
-	p := c.keepaliveParams()
+	sk, real, _ := c.clocks()
 	n := int(s.TimerRetrans)
-	// When the timer fires with probes_out >= cnt the kernel resets the
-	// connection; otherwise it sends one more probe and waits intvl.
-	drop := s.TimerExpires
-	if n < p.cnt {
-		drop += time.Duration(p.cnt-n) * p.intvl
-	}
-	when := fmt.Sprintf("the kernel drops it in about %s (after %d probes %s apart, %s)", dur(drop), p.cnt, dur(p.intvl), p.src)
-	if _, real := c.sockopts(); !real && n > p.cnt {
+	// tcp_keepalive_timer, as sysctl's model follows it.
+	c.drop = sk.KeepaliveDrop(observed(s))
+	var when string
+	switch {
+	case sk.UserTimeout > 0:
+		when = fmt.Sprintf("TCP_USER_TIMEOUT %s drops it in about %s (at the first probe once nothing was received for that long; TCP_KEEPCNT no longer counts)", dur(sk.UserTimeout), dur(c.drop.In))
+	case real:
+		when = fmt.Sprintf("the kernel drops it in about %s (after %d probes %s apart, the socket's TCP_KEEPINTVL and TCP_KEEPCNT)", dur(c.drop.In), sk.Probes, dur(sk.Intvl))
+	case n > sk.Probes:
 		// More probes out than the namespace allows: the socket sets its own
-		// TCP_KEEPCNT, so the namespace's values cannot say when it ends.
+		// TCP_KEEPCNT (or TCP_USER_TIMEOUT), so the namespace's values cannot
+		// say when it ends.
+		c.drop = sysctl.Drop{}
 		when = "when the kernel drops it depends on the socket's own TCP_KEEPCNT (--sockopts reads it)"
+	default:
+		when = fmt.Sprintf("the kernel drops it in about %s (after %d probes %s apart, the namespace's tunables, unless the socket sets its own: --sockopts reads them)", dur(c.drop.In), sk.Probes, dur(sk.Intvl))
 	}
 	return Critical, fmt.Sprintf(
 		"%s to %s: %d keepalive %s unanswered and nothing received for %s, the peer is gone (crashed, cut off, or a middlebox forgot the flow); %s%s; close it now with tcpkeep kill --finding half_open_keepalive",
@@ -74,22 +79,24 @@ func halfOpenRetrans(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 		return 0, "", false
 	}
 	silent := s.Info.LastAckRecv
+	sk, _, retries2 := c.clocks()
+	// tcp_write_timeout, counting from the first retransmission: the idle
+	// time before the data was sent does not count.
+	d := sk.RetransDrop(observed(s))
 	var until string
-	if o, ok := c.sockopts(); ok && o.UserTimeout > 0 {
-		until = fmt.Sprintf("TCP_USER_TIMEOUT gives up in about %s (after %s without an ACK)", dur(left(o.UserTimeout, silent)), dur(o.UserTimeout))
-	} else if orphan(s) {
+	switch {
+	case sk.UserTimeout > 0:
+		c.drop = d
+		until = fmt.Sprintf("TCP_USER_TIMEOUT gives up in about %s (%s after the first retransmission, %s ago)", dur(d.In), dur(sk.UserTimeout), dur(d.Since))
+	case sk.Orphan:
 		// The application closed it: tcp_orphan_retries governs, not tcp_retries2.
-		n := 0
-		if v := c.a.cfg.Tunables.OrphanRetries; v != nil {
-			n = *v
-		}
-		r := sysctl.OrphanRetries(n)
-		g := sysctl.RetransGiveUp(r)
-		until = fmt.Sprintf("the application has closed it, so tcp_orphan_retries (%d retransmissions) gives up in about %s (%s after the first retransmission)", r, dur(left(g, silent)), dur(g))
-	} else if r2 := c.a.cfg.Tunables.Retries2; r2 != nil {
-		g := sysctl.RetransGiveUp(*r2)
-		until = fmt.Sprintf("tcp_retries2 %d gives up in about %s (%s after the first retransmission, longer on a slow path)", *r2, dur(left(g, silent)), dur(g))
-	} else {
+		c.drop = d
+		r := sysctl.OrphanRetries(sk.OrphanRetries)
+		until = fmt.Sprintf("the application has closed it, so tcp_orphan_retries (%d retransmissions) gives up in about %s (%s after the first retransmission)", r, dur(d.In), dur(d.Since+d.In))
+	case retries2:
+		c.drop = d
+		until = fmt.Sprintf("tcp_retries2 %d gives up in about %s (%s after the first retransmission, longer on a slow path)", sk.Retries2, dur(d.In), dur(d.Since+d.In))
+	default:
 		until = "tcp_retries2 is unknown, so when the kernel gives up is too"
 	}
 	return Critical, fmt.Sprintf(
@@ -97,25 +104,58 @@ func halfOpenRetrans(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 		s.Local, s.Remote, s.TimerRetrans, dur(silent), s.SendQ, until, c.ownerText()), true
 }
 
-// zeroWindowStall: the persist timer is pending (the peer advertises a zero
-// window) and at least ZeroWindowProbes probes were sent. The kernel resets the
-// unanswered count (timer_retrans) on every answer, so a live peer that stopped
-// reading shows its probes in the backoff, which only an opening window resets.
+// zeroWindowStall: the peer advertises a zero window and the zero-window
+// probes pile up: the persist timer with at least ZeroWindowProbes probes sent,
+// or the retransmit timer's zero-window path (data in flight, snd_wnd 0), where
+// the probes are retransmissions that show only in the climbing backoff. The
+// kernel resets the unanswered count (timer_retrans) on every answer, so a
+// live peer that stopped reading shows its probes in the backoff, which only
+// an opening window resets.
 func zeroWindowStall(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
-	if s.Timer != diag.TimerPersist {
+	if !dataState(s.State) {
 		return 0, "", false
 	}
-	probes := max(int(s.TimerRetrans), int(s.Info.Backoff))
+	var since time.Duration
+	var probes int
+	sk, _, _ := c.clocks()
+	o := observed(s)
+	switch {
+	case s.Timer == diag.TimerPersist:
+		probes = max(int(s.TimerRetrans), int(s.Info.Backoff))
+		since = s.Info.LastDataSent
+		c.drop = sk.PersistDrop(o)
+	case zeroWindowRetrans(s):
+		probes = int(s.Info.Backoff)
+		if sk.Orphan {
+			// tcp_retransmit_timer's zero-window path is not for orphans:
+			// they retransmit and time out as any other.
+			c.drop = sk.RetransDrop(o)
+			since = c.drop.Since
+		} else {
+			c.drop = sk.ZeroWindowRetransDrop(o)
+			since = c.drop.Since
+		}
+	default:
+		return 0, "", false
+	}
 	if probes < ZeroWindowProbes {
+		c.drop = sysctl.Drop{}
 		return 0, "", false
 	}
 	what := "the peer stopped reading"
-	if s.TimerRetrans >= ZeroWindowProbes {
+	if s.Timer == diag.TimerPersist && s.TimerRetrans >= ZeroWindowProbes {
 		what = fmt.Sprintf("and the last %d went unanswered: the peer may be gone too", s.TimerRetrans)
 	}
+	drop := ""
+	switch c.drop.Cause {
+	case sysctl.DropUserTimeout:
+		drop = fmt.Sprintf("; TCP_USER_TIMEOUT %s drops it in about %s", dur(sk.UserTimeout), dur(c.drop.In))
+	case sysctl.DropRetries2, sysctl.DropOrphanRetries:
+		drop = fmt.Sprintf("; if nothing answers, %s drops it in about %s", c.drop.Cause, dur(c.drop.In))
+	}
 	return Warning, fmt.Sprintf(
-		"%s to %s: the peer has advertised a zero window for about %s and %d zero-window probes went out, %s; %d bytes wait in the send queue%s; fix the reader at %s or bound the wait with TCP_USER_TIMEOUT",
-		s.Local, s.Remote, dur(s.Info.LastDataSent), probes, what, s.SendQ, c.ownerText(), s.Remote), true
+		"%s to %s: the peer has advertised a zero window for about %s and %d zero-window probes went out, %s; %d bytes wait in the send queue%s%s; fix the reader at %s or bound the wait with TCP_USER_TIMEOUT",
+		s.Local, s.Remote, dur(since), probes, what, s.SendQ, drop, c.ownerText(), s.Remote), true
 }
 
 // idleNoKeepalive: an ESTABLISHED connection without keepalive has been idle for
@@ -162,20 +202,26 @@ func idleOverlong(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 		s.Local, s.Remote, dur(idle), dur(lim), c.ownerText()), true
 }
 
-// keepaliveAfterPathTimeout: keepalive is armed, but its first probe comes after
-// the path (--path-idle-timeout, or local conntrack) has forgotten the flow.
+// keepaliveAfterPathTimeout: keepalive is armed, but its cadence, max(idle
+// time, interval) of its effective values, does not stay under the path's idle
+// timeout (--path-idle-timeout, or local conntrack) less the margin for
+// timers that fire late: the path forgets the idle flow between probes.
 func keepaliveAfterPathTimeout(c *sockCtx, s *diag.Socket) (Severity, string, bool) {
 	path, src := c.a.pathTO, c.a.pathSrc
 	if path <= 0 || s.State != diag.StateEstablished {
 		return 0, "", false
 	}
-	idle, how, ok := c.effectiveKeepIdle()
-	if !ok || idle <= path {
+	cadence, how, ok := c.effectiveCadence()
+	if !ok || cadence <= path-sysctl.Margin(path) {
 		return 0, "", false
 	}
+	fix := fmt.Sprintf("set TCP_KEEPIDLE and TCP_KEEPINTVL (or tcp_keepalive_time and _intvl) to %s at most", dur(sysctl.CadenceLimit(path)))
+	if sysctl.CadenceLimit(path) < time.Second {
+		fix = "no keepalive setting fits a path this short: use an application heartbeat"
+	}
 	return Warning, fmt.Sprintf(
-		"%s to %s: keepalive's first probe comes after %s of silence (%s), but %s forgets an idle flow after %s, so the probe finds the flow gone%s; set TCP_KEEPIDLE (or tcp_keepalive_time) below %s",
-		s.Local, s.Remote, dur(idle), how, src, dur(path), c.ownerText(), dur(path*9/10)), true
+		"%s to %s: keepalive probes the idle connection every %s (%s), but %s forgets an idle flow after %s, and timers fire up to an eighth late, so the flow can be gone before a probe%s; %s",
+		s.Local, s.Remote, dur(cadence), how, src, dur(path), c.ownerText(), fix), true
 }
 
 // closeWaitStale: the peer closed its end long ago and the application never
@@ -252,67 +298,18 @@ func sysctlKeepaliveDefault(t sysctl.Tunables) (Severity, string, bool) {
 		dur(t.Time), dur(t.DeadPeerDetect())), true
 }
 
-// sysctlKeepaliveAfterConntrack: local conntrack forgets idle flows before the
-// first keepalive probe.
+// sysctlKeepaliveAfterConntrack: keepalive's cadence, max(tcp_keepalive_time,
+// tcp_keepalive_intvl), does not stay under the local conntrack timeout less
+// the margin for timers that fire late: conntrack forgets idle flows between
+// probes.
 func sysctlKeepaliveAfterConntrack(t sysctl.Tunables) (Severity, string, bool) {
 	ct := t.ConntrackEstablished
-	if ct == nil || t.Time <= *ct {
+	if ct == nil || t.Cadence() <= *ct-sysctl.Margin(*ct) {
 		return 0, "", false
 	}
 	return Warning, fmt.Sprintf(
-		"tcp_keepalive_time %s exceeds nf_conntrack_tcp_timeout_established %s: local conntrack forgets an idle flow before its first keepalive probe; lower it with tcpkeep sysctl recommend --behind conntrack --apply",
-		dur(t.Time), dur(*ct)), true
-}
-
-// keepaliveParams are the probe interval and count a socket's keepalive uses.
-type keepaliveParams struct {
-	intvl time.Duration
-	cnt   int
-	src   string
-}
-
-func (c *sockCtx) keepaliveParams() keepaliveParams {
-	if o, ok := c.sockopts(); ok && o.KeepIntvl > 0 && o.KeepCnt > 0 {
-		return keepaliveParams{o.KeepIntvl, o.KeepCnt, "the socket's TCP_KEEPINTVL and TCP_KEEPCNT"}
-	}
-	t := c.a.cfg.Tunables
-	return keepaliveParams{t.Intvl, t.Probes, "the namespace's tunables, unless the socket sets its own: --sockopts reads them"}
-}
-
-// effectiveKeepIdle is how long the socket's connection stays silent before
-// keepalive's first probe: the owner's TCP_KEEPIDLE with --sockopts; otherwise
-// inferred from the armed timer (it fires keepidle after the last packet
-// received, so expiry + time since that packet; a lower bound if data arrived
-// since the timer was last armed); otherwise the sysctl. ok is false when
-// keepalive is off or cannot be told.
-func (c *sockCtx) effectiveKeepIdle() (d time.Duration, how string, ok bool) {
-	s := c.s
-	if o, ok := c.sockopts(); ok {
-		if !o.KeepAlive {
-			return 0, "", false
-		}
-		if o.KeepIdle > 0 {
-			return o.KeepIdle, "the socket's TCP_KEEPIDLE", true
-		}
-	}
-	armed, known := s.KeepaliveArmed()
-	if known && !armed {
-		return 0, "", false
-	}
-	if !known {
-		return 0, "", false
-	}
-	if s.Timer == diag.TimerKeepalive && s.TimerRetrans > 0 {
-		// Probes are out: the timer now counts the interval, not the idle
-		// time, and the sysctl would be a guess (the socket may set its own).
-		// half_open_keepalive speaks for this socket.
-		return 0, "", false
-	}
-	if s.Timer == diag.TimerKeepalive && s.Info.Len > 0 {
-		d := (s.TimerExpires + recvSilence(s)).Round(time.Second)
-		return d, "inferred from its keepalive timer", true
-	}
-	return c.a.cfg.Tunables.Time, "tcp_keepalive_time", true
+		"keepalive probes every %s (the larger of tcp_keepalive_time %s and tcp_keepalive_intvl %s), not under nf_conntrack_tcp_timeout_established %s less an eighth for timers that fire late: local conntrack can forget an idle flow before its next keepalive probe; lower it with tcpkeep sysctl recommend --behind conntrack --apply",
+		dur(t.Cadence()), dur(t.Time), dur(t.Intvl), dur(*ct)), true
 }
 
 // orphan: a socket the application has closed while the kernel still finishes

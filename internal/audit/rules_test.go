@@ -35,6 +35,9 @@ func state(st diag.State) func(*diag.Socket) { return func(s *diag.Socket) { s.S
 func timer(t diag.Timer, expires time.Duration, retrans uint8) func(*diag.Socket) {
 	return func(s *diag.Socket) { s.Timer, s.TimerExpires, s.TimerRetrans = t, expires, retrans }
 }
+func rto(d time.Duration, backoff uint8) func(*diag.Socket) {
+	return func(s *diag.Socket) { s.Info.RTO, s.Info.Backoff = d, backoff }
+}
 func idle(d time.Duration) func(*diag.Socket) {
 	return func(s *diag.Socket) { s.Info.LastDataSent, s.Info.LastDataRecv, s.Info.LastAckRecv = d, d, d }
 }
@@ -99,16 +102,23 @@ func TestHalfOpenRetransRule(t *testing.T) {
 	inFlight := func(s *diag.Socket) { s.SendQ = 1000; s.Info.LastAckRecv = 100 * time.Second }
 	runRule(t, halfOpenRetrans, []ruleCase{
 		{name: "below threshold", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 2))},
-		{name: "at threshold", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 3)),
-			sev: Critical, want: []string{"3 retransmissions", "no ACK for 1m40s", "1000 bytes", "tcp_retries2 15 gives up in about 13m45s", "15m25s"}},
+		// Three RTO firings from 200 ms: the first 1.2 s ago, the next in 1 s.
+		{name: "at threshold", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 3), rto(1600*time.Millisecond, 3)),
+			sev: Critical, want: []string{"3 retransmissions", "no ACK for 1m40s", "1000 bytes", "tcp_retries2 15 gives up in about 15m23s", "15m24s after the first retransmission"}},
 		{name: "threshold flag", cfg: func(c *Config) { c.RetransThreshold = 6 }, s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 5))},
-		{name: "user timeout", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 4)), opts: &proc.SockOpts{UserTimeout: 30 * time.Second},
-			sev: Critical, want: []string{"TCP_USER_TIMEOUT gives up in about 0s"}},
-		{name: "orphan: tcp_orphan_retries governs", s: est(inFlight, state(diag.StateFinWait1), func(s *diag.Socket) { s.Inode = 0 }, timer(diag.TimerRetransmit, time.Second, 3)),
-			sev: Critical, want: []string{"tcp_orphan_retries (8 retransmissions)", "1m42s", "orphaned"}},
+		// The idle time before the write (no ACK for 1m40s) is not
+		// retransmission time: the first retransmission was 5 s ago.
+		{name: "user timeout", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 4), rto(3200*time.Millisecond, 4)), opts: &proc.SockOpts{UserTimeout: 30 * time.Second},
+			sev: Critical, want: []string{"TCP_USER_TIMEOUT gives up in about 25s (30s after the first retransmission, 5s ago)"}},
+		{name: "orphan: tcp_orphan_retries governs", s: est(inFlight, state(diag.StateFinWait1), func(s *diag.Socket) { s.Inode = 0 }, timer(diag.TimerRetransmit, time.Second, 3), rto(1600*time.Millisecond, 3)),
+			sev: Critical, want: []string{"tcp_orphan_retries (8 retransmissions)", "gives up in about 1m40s (1m42s after the first retransmission)", "orphaned"}},
 		{name: "SYN_SENT is the handshake", s: est(state(diag.StateSynSent), timer(diag.TimerRetransmit, time.Second, 5))},
 		{name: "keepalive timer", s: est(timer(diag.TimerKeepalive, time.Second, 5))},
 	})
+}
+
+func zeroWindow(s *diag.Socket) {
+	s.Info.SndWnd, s.Info.Unacked, s.SendQ = 0, 1, 159280
 }
 
 func TestZeroWindowStallRule(t *testing.T) {
@@ -121,7 +131,19 @@ func TestZeroWindowStallRule(t *testing.T) {
 			sev: Warning, want: []string{"zero window for about 20s", "5 zero-window probes", "stopped reading", "4096 bytes"}},
 		{name: "probes unanswered", s: est(timer(diag.TimerPersist, time.Second, 3), backoff(3)),
 			sev: Warning, want: []string{"last 3 went unanswered"}},
-		{name: "no persist timer", s: est(timer(diag.TimerRetransmit, time.Second, 0), backoff(5))},
+		{name: "no persist timer, window open", s: est(timer(diag.TimerRetransmit, time.Second, 0), backoff(5))},
+		// tcp_retransmit_timer's zero-window path: retransmissions as probes,
+		// the backoff climbing, the retransmission count not.
+		{name: "zero window through the retransmit timer", s: est(timer(diag.TimerRetransmit, 3428*time.Millisecond, 0), zeroWindow, rto(6528*time.Millisecond, 5)),
+			sev: Warning, want: []string{"zero window for about 9.2s", "5 zero-window probes", "the peer stopped reading", "159280 bytes"}},
+		{name: "... with TCP_USER_TIMEOUT", s: est(timer(diag.TimerRetransmit, 3428*time.Millisecond, 0), zeroWindow, rto(6528*time.Millisecond, 5)),
+			opts: &proc.SockOpts{UserTimeout: 10 * time.Second}, sev: Warning, want: []string{"TCP_USER_TIMEOUT 10s drops it in about 3.4s"}},
+		{name: "... backoff still low", s: est(timer(diag.TimerRetransmit, time.Second, 0), zeroWindow, rto(816*time.Millisecond, 2))},
+		{name: "... tcp_info too short to tell the window", s: est(timer(diag.TimerRetransmit, time.Second, 0), zeroWindow, rto(6528*time.Millisecond, 5), func(s *diag.Socket) { s.Info.Len = 200 })},
+		{name: "persist with TCP_USER_TIMEOUT", s: est(timer(diag.TimerPersist, 3212*time.Millisecond, 0), backoff(5), rto(208*time.Millisecond, 5), func(s *diag.Socket) { s.Info.LastDataSent = 7040 * time.Millisecond }),
+			opts: &proc.SockOpts{UserTimeout: 10 * time.Second}, sev: Warning, want: []string{"drops it in about 3.2s"}},
+		{name: "persist to a silent peer", s: est(timer(diag.TimerPersist, time.Second, 3), backoff(3), rto(200*time.Millisecond, 3)),
+			sev: Warning, want: []string{"if nothing answers, tcp_retries2 drops it in about"}},
 	})
 }
 
@@ -155,13 +177,23 @@ func TestKeepaliveAfterPathTimeoutRule(t *testing.T) {
 	runRule(t, keepaliveAfterPathTimeout, []ruleCase{
 		{name: "no path timeout", s: est(timer(diag.TimerKeepalive, 7199*time.Second, 0))},
 		{name: "inferred after the path", cfg: path(350 * time.Second), s: est(timer(diag.TimerKeepalive, 7000*time.Second, 0), idle(200*time.Second)),
-			sev: Warning, want: []string{"after 2h of silence", "inferred from its keepalive timer", "--path-idle-timeout forgets", "5m50s", "below 5m15s"}},
+			sev: Warning, want: []string{"every 2h (from its keepalive timer", "--path-idle-timeout forgets", "5m50s", "to 5m6s at most"}},
+		// The interval, once a probe was answered: 2/10/x behind a 5 s path.
+		{name: "inferred interval after the path", cfg: path(5 * time.Second), s: est(timer(diag.TimerKeepalive, 9*time.Second, 0), idle(time.Second)),
+			sev: Warning, want: []string{"every 10s (from its keepalive timer", "to 4s at most"}},
+		{name: "inferred within the margin", cfg: path(8 * time.Second), s: est(timer(diag.TimerKeepalive, 7500*time.Millisecond, 0), idle(500*time.Millisecond)),
+			sev: Warning, want: []string{"every 8s", "up to an eighth late"}},
+		{name: "inferred at the cadence limit", cfg: path(8 * time.Second), s: est(timer(diag.TimerKeepalive, 6500*time.Millisecond, 0), idle(500*time.Millisecond))},
 		{name: "inferred before the path", cfg: path(350 * time.Second), s: est(timer(diag.TimerKeepalive, 14*time.Second, 0), idle(time.Second))},
 		{name: "local conntrack", cfg: conntrack, s: est(timer(diag.TimerKeepalive, 250*time.Second, 0), idle(50*time.Second)),
-			sev: Warning, want: []string{"after 5m", "nf_conntrack_tcp_timeout_established forgets an idle flow after 2m"}},
+			sev: Warning, want: []string{"every 5m", "nf_conntrack_tcp_timeout_established forgets an idle flow after 2m"}},
 		{name: "flag beats conntrack", cfg: func(c *Config) { conntrack(c); c.PathIdleTimeout = time.Hour }, s: est(timer(diag.TimerKeepalive, 250*time.Second, 0), idle(50*time.Second))},
 		{name: "sockopts TCP_KEEPIDLE", cfg: path(60 * time.Second), s: est(timer(diag.TimerRetransmit, time.Second, 1)),
-			opts: &proc.SockOpts{KeepAlive: true, KeepIdle: 90 * time.Second}, sev: Warning, want: []string{"after 1m30s", "the socket's TCP_KEEPIDLE"}},
+			opts: &proc.SockOpts{KeepAlive: true, KeepIdle: 90 * time.Second, KeepIntvl: 10 * time.Second}, sev: Warning, want: []string{"every 1m30s", "the socket's TCP_KEEPIDLE"}},
+		// 2/10/3 behind a 5 s path dies at the middlebox before its first probe
+		// is even due: the interval decides.
+		{name: "sockopts TCP_KEEPINTVL after the path", cfg: path(5 * time.Second), s: est(timer(diag.TimerKeepalive, time.Second, 0)),
+			opts: &proc.SockOpts{KeepAlive: true, KeepIdle: 2 * time.Second, KeepIntvl: 10 * time.Second, KeepCnt: 3}, sev: Warning, want: []string{"every 10s (the larger of the socket's TCP_KEEPIDLE 2s and TCP_KEEPINTVL 10s)"}},
 		{name: "sockopts keepalive off", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, 250*time.Second, 0)), opts: &proc.SockOpts{}},
 		{name: "no keepalive", cfg: path(60 * time.Second), s: est()},
 		{name: "retransmitting, unknown", cfg: path(60 * time.Second), s: est(timer(diag.TimerRetransmit, time.Second, 1))},
@@ -208,9 +240,12 @@ func TestTunableRules(t *testing.T) {
 		{"default time", sysctlKeepaliveDefault, def, Warning, "kernel default of 2h: a dead idle peer is found after 2h11m15s"},
 		{"tuned time", sysctlKeepaliveDefault, tunables, 0, ""},
 		{"no conntrack", sysctlKeepaliveAfterConntrack, def, 0, ""},
-		{"after conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(3600 * time.Second)}, Warning, "tcp_keepalive_time 2h exceeds nf_conntrack_tcp_timeout_established 1h"},
+		{"after conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(3600 * time.Second)}, Warning, "keepalive probes every 2h (the larger of tcp_keepalive_time 2h and tcp_keepalive_intvl 1m15s), not under nf_conntrack_tcp_timeout_established 1h"},
 		{"before conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(432000 * time.Second)}, 0, ""},
-		{"equal to conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(7200 * time.Second)}, 0, ""},
+		// Equal loses: timers fire late.
+		{"equal to conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(7200 * time.Second)}, Warning, "less an eighth"},
+		{"the interval decides", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Keepalive{Time: 2 * time.Second, Intvl: 10 * time.Second, Probes: 3}, ConntrackEstablished: ptr(5 * time.Second)}, Warning, "every 10s"},
+		{"at the cadence limit", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Keepalive{Time: 4 * time.Second, Intvl: time.Second, Probes: 3}, ConntrackEstablished: ptr(5 * time.Second)}, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sev, msg, ok := tc.check(tc.t)
@@ -378,4 +413,40 @@ func FuzzCheck(f *testing.F) {
 		}
 		a.Finish(check)
 	})
+}
+
+// Findings that predict a drop carry it as data, for drop_in_ms and drop_by.
+func TestFindingsCarryTheDrop(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    *diag.Socket
+		opts *proc.SockOpts
+		code Code
+		in   time.Duration
+		by   sysctl.DropCause
+	}{
+		{"keepalive probes", est(timer(diag.TimerKeepalive, 30*time.Second, 2), idle(480*time.Second)), nil, HalfOpenKeepalive, 555 * time.Second, sysctl.DropKeepaliveProbes},
+		{"keepalive with TCP_USER_TIMEOUT", est(timer(diag.TimerKeepalive, time.Second, 1), idle(3*time.Second)),
+			&proc.SockOpts{KeepAlive: true, KeepIdle: 2 * time.Second, KeepIntvl: 2 * time.Second, KeepCnt: 2, UserTimeout: 9 * time.Second}, HalfOpenKeepalive, 7 * time.Second, sysctl.DropUserTimeout},
+		{"retransmission", est(timer(diag.TimerRetransmit, time.Second, 3), rto(1600*time.Millisecond, 3), func(s *diag.Socket) { s.SendQ = 10 }), nil, HalfOpenRetrans, 922600 * time.Millisecond, sysctl.DropRetries2},
+		{"persist to a peer that answers: no drop", est(timer(diag.TimerPersist, time.Second, 0), rto(200*time.Millisecond, 5)), nil, ZeroWindowStall, 0, sysctl.DropNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig(tunables)
+			if tc.opts != nil {
+				cfg.Sockopts = func(*diag.Socket) (proc.SockOpts, bool) { return *tc.opts, true }
+			}
+			var got []Finding
+			New(cfg).Check(tc.s, func(f Finding) { got = append(got, f) })
+			for _, f := range got {
+				if f.Code == tc.code {
+					if f.DropIn != tc.in || f.DropBy != tc.by {
+						t.Fatalf("drop in %v by %q, want %v by %q (%s)", f.DropIn, f.DropBy, tc.in, tc.by, f.Message)
+					}
+					return
+				}
+			}
+			t.Fatalf("no %s finding: %+v", tc.code, got)
+		})
+	}
 }
