@@ -270,7 +270,8 @@ func (r *auditRun) emit(f audit.Finding) {
 	r.n++
 }
 
-// appendFindingFields appends code, severity, message and socket.
+// appendFindingFields appends code, severity, message, the predicted drop
+// (drop_in_ms, drop_by) and socket.
 func appendFindingFields(dst []byte, f *audit.Finding) []byte {
 	dst = append(dst, `"code":`...)
 	dst = appendJSONString(dst, string(f.Code))
@@ -278,6 +279,12 @@ func appendFindingFields(dst []byte, f *audit.Finding) []byte {
 	dst = appendJSONString(dst, f.Severity.String())
 	dst = append(dst, `,"message":`...)
 	dst = appendJSONString(dst, f.Message)
+	if f.DropBy != sysctl.DropNone {
+		dst = append(dst, `,"drop_in_ms":`...)
+		dst = strconv.AppendInt(dst, f.DropIn.Milliseconds(), 10)
+		dst = append(dst, `,"drop_by":`...)
+		dst = appendJSONString(dst, f.DropBy.String())
+	}
 	if f.Socket != nil {
 		var x report.SocketExtra
 		if f.Owner != nil {

@@ -41,7 +41,8 @@ func AppendSocketRecord(dst []byte, m Meta, s *diag.Socket, x *SocketExtra) []by
 // braces; first says whether they open the object (no leading comma).
 //
 // Keys from tcp_info are absent when the kernel sent none (TIME_WAIT and request
-// sockets); keepalive is absent where the timer cannot tell; pid and comm are
+// sockets), and the idle and last_* times before the handshake and on
+// listeners (timesKnown); keepalive is absent where the timer cannot tell; pid and comm are
 // present with x.HasOwner, the option keys with x.HasOpts.
 func AppendSocketFields(dst []byte, s *diag.Socket, x *SocketExtra, first bool) []byte {
 	dst = appendKey(dst, "family", first)
@@ -58,10 +59,12 @@ func AppendSocketFields(dst []byte, s *diag.Socket, x *SocketExtra, first bool) 
 	dst = appendUint(dst, "inode", uint64(s.Inode))
 	dst = appendHex16(appendKey(dst, "cookie", false), s.Cookie)
 	if in := &s.Info; in.Len > 0 {
-		dst = appendMS(dst, "idle_ms", s.Idle())
-		dst = appendMS(dst, "last_data_recv_ms", in.LastDataRecv)
-		dst = appendMS(dst, "last_data_sent_ms", in.LastDataSent)
-		dst = appendMS(dst, "last_ack_recv_ms", in.LastAckRecv)
+		if timesKnown(s) {
+			dst = appendMS(dst, "idle_ms", s.Idle())
+			dst = appendMS(dst, "last_data_recv_ms", in.LastDataRecv)
+			dst = appendMS(dst, "last_data_sent_ms", in.LastDataSent)
+			dst = appendMS(dst, "last_ack_recv_ms", in.LastAckRecv)
+		}
 		dst = appendInt(dst, "rtt_us", in.RTT.Microseconds())
 		dst = appendMS(dst, "rto_ms", in.RTO)
 		dst = appendUint(dst, "retransmits", uint64(in.Retransmits))
@@ -99,4 +102,15 @@ func appendAddrPort(dst []byte, ap netip.AddrPort) []byte {
 	dst = append(dst, '"')
 	dst = ap.AppendTo(dst)
 	return append(dst, '"')
+}
+
+// timesKnown: tcp_info's times since the last data and ACK count from the
+// handshake; before it is done (SYN_SENT, SYN_RECV) and on a listener they
+// count from nothing, and a 2 s old SYN_SENT would show an hour of idle.
+func timesKnown(s *diag.Socket) bool {
+	switch s.State {
+	case diag.StateSynSent, diag.StateSynRecv, diag.StateNewSynRecv, diag.StateListen:
+		return false
+	}
+	return s.Info.Len > 0
 }

@@ -63,7 +63,7 @@ func (t *socketTable) appendRow(dst []byte, s *diag.Socket, x *SocketExtra) []by
 	c = appendRemote(c, s)
 	t.cells = c
 	t.end()
-	if hasInfo && s.State != diag.StateListen {
+	if timesKnown(s) {
 		c = appendHuman(c, s.Idle())
 	} else {
 		c = append(c, '-')
@@ -192,7 +192,9 @@ func appendNextProbe(c []byte, s *diag.Socket, x *SocketExtra) []byte {
 		if probes > 0 {
 			c = append(c, " (probe "...)
 			c = strconv.AppendUint(c, uint64(probes)+1, 10)
-			if hasOpts {
+			// With TCP_USER_TIMEOUT the kernel probes until the silence
+			// reaches it, past TCP_KEEPCNT (tcp_keepalive_timer).
+			if hasOpts && x.Opts.UserTimeout == 0 {
 				c = append(c, " of "...)
 				c = strconv.AppendInt(c, int64(x.Opts.KeepCnt), 10)
 			}
