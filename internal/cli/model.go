@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
@@ -135,4 +136,18 @@ func orphanAfter(orphanRetries int) time.Duration {
 // flow between probes.
 func cadenceOverConntrack(t sysctl.Tunables) bool {
 	return t.ConntrackEstablished != nil && t.Cadence() > *t.ConntrackEstablished-sysctl.Margin(*t.ConntrackEstablished)
+}
+
+// recommendFor is the sysctl recommend command line for a measured path
+// timeout, when sysctl.Recommend accepts that timeout: probe idle never
+// suggests a command that would then be refused. No timeout (0), none.
+func recommendFor(ns netns.NS, path time.Duration) (string, bool) {
+	secs := path.Truncate(time.Second)
+	if secs < time.Second {
+		return "", false
+	}
+	if _, err := sysctl.Recommend(sysctl.Request{Path: sysctl.Path{IdleTimeout: secs, Kind: sysctl.PathGiven}}); err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("tcpkeep %ssysctl recommend --path-idle-timeout %ds", nsArg(ns), secs/time.Second), true
 }

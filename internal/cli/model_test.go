@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,9 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
+	"github.com/tcpkeep/tcpkeep/probe"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
@@ -103,5 +106,65 @@ func TestSysctlTableFollowsTheModel(t *testing.T) {
 	}
 	if m := decode(t, runCLI(t, nil, "--netns", ns.Name, "sysctl", "-o", "json").stdout); m["dead_peer_detect_s"] != 24.0 {
 		t.Errorf("dead_peer_detect_s %v, want 24", m["dead_peer_detect_s"])
+	}
+}
+
+// probe idle suggests only what recommend accepts.
+func TestRecommendForAMeasuredPath(t *testing.T) {
+	ns := netns.NS{Spec: "web"}
+	for path, want := range map[time.Duration]string{
+		0:                       "",
+		time.Second:             "", // refused by recommend: no whole second fits
+		1900 * time.Millisecond: "",
+		2 * time.Second:         "tcpkeep --netns web sysctl recommend --path-idle-timeout 2s",
+		350 * time.Second:       "tcpkeep --netns web sysctl recommend --path-idle-timeout 350s",
+	} {
+		got, ok := recommendFor(ns, path)
+		if got != want || ok != (want != "") {
+			t.Errorf("recommendFor(%v) = %q, %v; want %q", path, got, ok, want)
+			continue
+		}
+		if ok {
+			r := runCLI(t, nil, strings.Fields(got)[3:]...)
+			if r.code != 0 {
+				t.Errorf("%s: exit %d: %s", got, r.code, r.stderr)
+			}
+		}
+	}
+}
+
+// When no idle period died, probe idle says there is no timeout up to --max
+// and suggests nothing: --max is not the path's timeout.
+func TestProbeIdleNothingDied(t *testing.T) {
+	tns := testnet.NewNS(t)
+	l, err := probe.Listen(tns.NetNS(), "127.0.0.1:7077")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&probe.Server{}).Serve(ctx, l) }()
+	defer func() { cancel(); <-done }()
+	for _, out := range []string{"ndjson", "table"} {
+		r := runCLI(t, nil, "--netns", tns.Name, "-o", out, "probe", "idle", "127.0.0.1:7077", "--min", "1s", "--max", "1s", "--resolution", "1s", "--timeout", "1s")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if out == "table" {
+			if !strings.Contains(r.stdout, "No timeout up to --max") || strings.Contains(r.stdout, "recommend") {
+				t.Fatalf("table:\n%s", r.stdout)
+			}
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		m := decode(t, lines[len(lines)-1])
+		if m["type"] != "path_idle" || m["survived_s"] != 1.0 {
+			t.Fatalf("record %v", m)
+		}
+		for _, k := range []string{"path_idle_timeout_s", "died_s", "recommend"} {
+			if _, ok := m[k]; ok {
+				t.Errorf("record %v has %s: nothing died, so there is no timeout", m, k)
+			}
+		}
 	}
 }

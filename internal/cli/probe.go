@@ -440,7 +440,7 @@ type trialRecord struct {
 type pathIdleRecord struct {
 	header
 	Remote           string        `json:"remote"`
-	PathIdleTimeoutS int64         `json:"path_idle_timeout_s"`
+	PathIdleTimeoutS *int64        `json:"path_idle_timeout_s,omitempty"` // absent when nothing died
 	SurvivedS        int64         `json:"survived_s"`
 	DiedS            *int64        `json:"died_s,omitempty"`
 	ResolutionMS     int64         `json:"resolution_ms"`
@@ -465,12 +465,14 @@ reset, means it forgot it. As soon as one dies the longer ones are dropped; then
 it tries periods between the longest that survived and the shortest that died,
 --parallel at a time, until the two are within --resolution. It takes about the
 path's timeout (or --max) for the first round and as long again for each later
-one. The estimate is the longest idle period that survived.
+one. The estimate is the longest idle period that survived. When nothing died,
+there is no estimate: no timeout up to --max (path_idle_timeout_s and died_s are
+absent; survived_s is a lower bound).
 
 It prints the estimate and the 'tcpkeep sysctl recommend --path-idle-timeout'
-command that follows from it: keepalive values whose first probe comes before the
-path forgets the flow. Run that command (with --apply) in the namespace of the
-clients that cross this path.
+command that follows from it, when recommend accepts that timeout: keepalive
+values that probe before the path forgets the flow. Run that command (with
+--apply) in the namespace of the clients that cross this path.
 
 The server must keep silent clients longer than --max ('probe serve' does for
 65 minutes by default, see its --read-timeout).
@@ -557,14 +559,14 @@ Examples:
 		}
 		return fmt.Errorf("probe idle %s in netns %s: %w", addr, ns, err)
 	}
-	rec := pathIdleRecord{header: headerOf("path_idle", e.meta(ns)), Remote: addr,
-		PathIdleTimeoutS: int64(result.Estimate / time.Second), SurvivedS: int64(result.Survived / time.Second),
+	rec := pathIdleRecord{header: headerOf("path_idle", e.meta(ns)), Remote: addr, SurvivedS: int64(result.Survived / time.Second),
 		ResolutionMS: res.Milliseconds(), Trials: result.Trials, DurationMS: time.Since(start).Milliseconds(), TrialRecords: trials}
 	if result.Died > 0 {
 		rec.DiedS = seconds(&result.Died)
+		rec.PathIdleTimeoutS = seconds(&result.Estimate)
 	}
-	if rec.PathIdleTimeoutS >= 1 {
-		rec.Recommend = fmt.Sprintf("tcpkeep %ssysctl recommend --path-idle-timeout %ds", nsArg(ns), rec.PathIdleTimeoutS)
+	if cmd, ok := recommendFor(ns, result.Estimate); ok {
+		rec.Recommend = cmd
 	}
 	if e.output != "table" {
 		return writeJSON(e, rec)
@@ -572,16 +574,17 @@ Examples:
 	w := e.stdout
 	switch {
 	case result.Died == 0:
-		fmt.Fprintf(w, "\nThe path kept a connection idle for %s, the longest tried (--max): its idle timeout is at least that.\n", human(result.Survived))
+		fmt.Fprintf(w, "\nNo timeout up to --max: the path kept every connection idle, up to %s, the longest tried. Try a larger --max to find its timeout.\n", human(result.Survived))
 	case result.Survived == 0:
 		fmt.Fprintf(w, "\nThe path forgot even a connection idle for %s: its idle timeout is shorter.\n", human(result.Died))
 	default:
 		fmt.Fprintf(w, "\nThe path forgets an idle connection after %s to %s: estimate %s.\n", human(result.Survived), human(result.Died), human(result.Estimate))
 	}
-	if rec.Recommend != "" {
+	switch {
+	case rec.Recommend != "":
 		fmt.Fprintf(w, "Keepalive values that keep such connections open: %s\n", rec.Recommend)
-	} else {
-		fmt.Fprintln(w, "No keepalive setting (whole seconds) fits a path this short: use an application heartbeat (tcpkeep probe ADDR --interval ...).")
+	case result.Died > 0:
+		fmt.Fprintln(w, "No keepalive setting (whole seconds, an eighth under the timeout for timers that fire late) fits a path this short: use an application heartbeat (tcpkeep probe ADDR --interval ...).")
 	}
 	return nil
 }
