@@ -355,11 +355,13 @@ func (s Socket) RetransDrop(o Observed) Drop {
 // answers. Without it the connection lives while the peer answers (a reader
 // that stopped reading); a silent peer is dropped only after twice
 // TCP_RTO_MAX without an answer, which the model does not predict (DropNone).
+//
+// Since is set either way: how long ago the first of these retransmissions went out.
 func (s Socket) ZeroWindowRetransDrop(o Observed) Drop {
-	if s.UserTimeout <= 0 {
-		return Drop{}
-	}
 	o.Retransmits = o.Backoff // the firings of this path show in the backoff only
+	if s.UserTimeout <= 0 {
+		return Drop{Since: sinceFirstRetrans(o, o.Retransmits)}
+	}
 	return Socket{UserTimeout: s.UserTimeout}.RetransDrop(o)
 }
 
@@ -376,7 +378,8 @@ func (s Socket) ZeroWindowRetransDrop(o Observed) Drop {
 // once the backoff reaches it at TCP_RTO_MAX). Each probe doubles the interval
 // from max(RTO, TCP_RTO_MIN) (tcp_probe0_when), the backoff capped at
 // tcp_retries2, the interval at TCP_RTO_MAX. A model drop needs probes out:
-// with none, the peer answers.
+// with none, the peer answers. Since is set either way: how long the probing
+// has lasted.
 func (s Socket) PersistDrop(o Observed) Drop {
 	base := max(o.RTO, RTOMin) // tcp_probe0_base
 	if s.UserTimeout > 0 {
@@ -389,10 +392,10 @@ func (s Socket) PersistDrop(o Observed) Drop {
 		since := max(0, o.SinceDataSent-o.RTT-base)
 		return Drop{In: max(o.Expires, s.UserTimeout-since), Cause: DropUserTimeout, Limit: s.UserTimeout, Since: since}
 	}
-	if o.ProbesOut == 0 {
-		return Drop{}
-	}
 	since := max(0, o.SinceDataSent-o.RTT-base)
+	if o.ProbesOut == 0 {
+		return Drop{Since: since}
+	}
 	t, out, b := o.Expires, o.ProbesOut, o.Backoff
 	for range 200 {
 		limit, cause := s.Retries2, DropRetries2

@@ -11,8 +11,13 @@ import (
 // detection within the target.
 func checkPlan(t *testing.T, path, detect, heartbeat time.Duration) {
 	k, _, err := plan(path, detect, heartbeat)
+	// Refused only where even 1/1/3 would miss the target when timers fire
+	// an eighth late: targets under 4.6 s.
+	if impossible := detect > 0 && detect*7/8 < 4*time.Second; impossible != (err != nil) {
+		t.Fatalf("path %v, target %v, heartbeat %v: error %v", path, detect, heartbeat, err)
+	}
 	if err != nil {
-		t.Fatalf("path %v, target %v, heartbeat %v: refused: %v", path, detect, heartbeat, err)
+		return
 	}
 	if err := k.Validate(); err != nil || k.Probes < MinProbes {
 		t.Fatalf("path %v, target %v: %+v: %v", path, detect, k, err)
@@ -20,14 +25,15 @@ func checkPlan(t *testing.T, path, detect, heartbeat time.Duration) {
 	if k.Intvl > k.Time || k.Cadence() > path-Margin(path) {
 		t.Fatalf("path %v, target %v: %d/%d/%d: cadence %v beyond %v less its margin", path, detect, k.Time/time.Second, k.Intvl/time.Second, k.Probes, k.Cadence(), path)
 	}
-	if detect > 0 && k.DeadPeerDetect() > detect {
+	if late := k.DeadPeerDetect() + k.DeadPeerDetect()*8/63; detect > 0 && late > detect {
 		t.Fatalf("path %v, target %v: %d/%d/%d detects after %v", path, detect, k.Time/time.Second, k.Intvl/time.Second, k.Probes, k.DeadPeerDetect())
 	}
 }
 
 // The whole input space of whole-second paths from 2 s to 2 h and targets from
 // 4 s to 1 h: every plan keeps the cadence under the path with its margin and
-// meets the target.
+// meets the target even if every timer fires as late as the timer wheel allows
+// (8/63); only targets that even then cannot be met are refused.
 func TestPlanWholeInputSpace(t *testing.T) {
 	step := 1
 	if testing.Short() {

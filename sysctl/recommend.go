@@ -68,21 +68,31 @@ var ErrImpossible = errors.New("no keepalive values satisfy this")
 // time and MinProbes probes 1 s apart.
 const minDetect = time.Second + MinProbes*time.Second
 
+// DetectBudget is how long keepalive's nominal detection time may be for a
+// detection target: the target less Margin, so that the drop comes within the
+// target even when every timer fires as late as the timer wheel allows; in
+// whole seconds.
+func DetectBudget(target time.Duration) time.Duration {
+	return max(0, (target - Margin(target)).Truncate(time.Second))
+}
+
 // Recommend chooses keepalive values for a path and a detection target.
 //
 // The cadence, max(time, intvl) (Cadence), stays under the path's idle
 // timeout less Margin, so that the probes keep the flow although timers fire
 // late; intvl never exceeds time, so the cadence is the idle time and
 // time + probes x intvl is the true worst case (DeadPeerDetect). With a
-// detection target, half of it goes to idle time (within the path's limit)
-// and the rest to probes: 9 of them where the interval can be a second or
-// more, never fewer than MinProbes, the interval no longer than 75 s. Without
+// detection target, that detection time stays within the target less Margin
+// (DetectBudget), for the same late timers: half of the budget goes to idle
+// time (within the path's limit) and the rest to probes, 9 of them where the
+// interval can be a second or more, never fewer than MinProbes, the interval
+// no longer than 75 s. Without
 // one, the idle time is the path's limit (at most an hour), with 5 probes a
 // tenth of it apart. With a heartbeat, the idle time is the shortest that
 // exceeds the heartbeat period by its margin, so that keepalive probes only
 // once the heartbeat stops. It refuses only what no values can do: a path
-// that forgets a flow before a 1 s cadence plus late firing, or a target under
-// 4 s.
+// that forgets a flow before a 1 s cadence plus late firing, or a target that
+// 4 s of probing plus late firing miss (under 4.6 s).
 func Recommend(r Request) (Recommendation, error) {
 	if r.Path.IdleTimeout < 0 || r.DetectWithin < 0 || r.Heartbeat < 0 {
 		return Recommendation{}, fmt.Errorf("%w: durations must not be negative", ErrImpossible)
@@ -130,9 +140,9 @@ func plan(path, detect, heartbeat time.Duration) (k Keepalive, clear bool, err e
 		k.Probes = 5
 		return k, heartbeat == 0 || above <= limit, nil
 	}
-	d := detect.Truncate(time.Second)
+	d := DetectBudget(detect)
 	if d < minDetect {
-		return k, false, fmt.Errorf("%w: detecting a dead peer within %v is impossible: 1 s of idle time and %d probes 1 s apart take at least %v", ErrImpossible, detect, MinProbes, minDetect)
+		return k, false, fmt.Errorf("%w: detecting a dead peer within %v is impossible: 1 s of idle time and %d probes 1 s apart take %v, and the kernel's timers may fire up to an eighth late", ErrImpossible, detect, MinProbes, minDetect)
 	}
 	tmax := min(limit, d-MinProbes*time.Second)
 	k.Time = min(tmax, max(time.Second, (d/2).Truncate(time.Second)))
@@ -172,7 +182,7 @@ func (rec Recommendation) reason(detect time.Duration) string {
 	}
 	s += fmt.Sprintf(". A dead peer is declared %s + %d x %s = %s after its last answer", secs(k.Time), k.Probes, secs(k.Intvl), secs(k.DeadPeerDetect()))
 	if detect > 0 {
-		s += fmt.Sprintf(", within the %s target", secs(detect))
+		s += fmt.Sprintf(", within the %s target even with timers an eighth late", secs(detect))
 	}
 	s += "."
 	if h := rec.Heartbeat; h > 0 {

@@ -43,28 +43,29 @@ func TestRecommend(t *testing.T) {
 		{"local conntrack's 5 days", sysctl.Request{Path: sysctl.Path{IdleTimeout: 432000 * s, Kind: sysctl.PathConntrack}},
 			sysctl.Keepalive{Time: 3600 * s, Intvl: 75 * s, Probes: 5}, "nf_conntrack_tcp_timeout_established"},
 		{"a 4 s path and 30 s: more probes, not a longer interval", sysctl.Request{Path: given(4 * s), DetectWithin: 30 * s},
-			sysctl.Keepalive{Time: 3 * s, Intvl: 3 * s, Probes: 9}, "within the 30 s target"},
+			sysctl.Keepalive{Time: 3 * s, Intvl: 2 * s, Probes: 9}, "within the 30 s target even with timers an eighth late"},
 		{"60 s and 10 minutes: the interval stays under the path too", sysctl.Request{Path: given(60 * s), DetectWithin: 10 * time.Minute},
 			sysctl.Keepalive{Time: 52 * s, Intvl: 52 * s, Probes: 9}, "= 520 s"},
-		{"3 s path, 20 s", sysctl.Request{Path: given(3 * s), DetectWithin: 20 * s}, sysctl.Keepalive{Time: 2 * s, Intvl: 2 * s, Probes: 9}, "= 20 s"},
+		{"3 s path, 20 s", sysctl.Request{Path: given(3 * s), DetectWithin: 20 * s}, sysctl.Keepalive{Time: 2 * s, Intvl: s, Probes: 9}, "= 11 s"},
+		{"3 s path, 60 s", sysctl.Request{Path: given(3 * s), DetectWithin: 60 * s}, sysctl.Keepalive{Time: 2 * s, Intvl: 2 * s, Probes: 9}, "= 20 s"},
 		{"5 s path, 60 s", sysctl.Request{Path: given(5 * s), DetectWithin: 60 * s}, sysctl.Keepalive{Time: 4 * s, Intvl: 4 * s, Probes: 9}, "= 40 s"},
 		{"8 s path, 20 s", sysctl.Request{Path: given(8 * s), DetectWithin: 20 * s}, sysctl.Keepalive{Time: 7 * s, Intvl: s, Probes: 9}, "= 16 s"},
 		{"detect within a minute behind an nlb", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: time.Minute},
-			sysctl.Keepalive{Time: 30 * s, Intvl: 3 * s, Probes: 9}, "within the 60 s target"},
+			sysctl.Keepalive{Time: 26 * s, Intvl: 2 * s, Probes: 9}, "within the 60 s target"},
 		{"detect within 10 minutes behind an nlb", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 10 * time.Minute},
-			sysctl.Keepalive{Time: 300 * s, Intvl: 33 * s, Probes: 9}, "= 597 s"},
+			sysctl.Keepalive{Time: 262 * s, Intvl: 29 * s, Probes: 9}, "= 523 s"},
 		{"a generous target: 9 probes at most 75 s apart", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: time.Hour},
 			sysctl.Keepalive{Time: 306 * s, Intvl: 75 * s, Probes: 9}, "= 981 s"},
-		{"the tightest possible target", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 4 * s},
-			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "= 4 s"},
-		{"a fractional target rounds down", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 4500 * time.Millisecond},
-			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "within the 4.5s target"},
+		{"the tightest possible target: 4 s and an eighth", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 4600 * time.Millisecond},
+			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "= 4 s after its last answer, within the 4.6s target"},
+		{"5 s", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 5 * s},
+			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "within the 5 s target"},
 		{"a 1.5 s path still fits a 1 s cadence", sysctl.Request{Path: given(1500 * time.Millisecond)},
 			sysctl.Keepalive{Time: s, Intvl: s, Probes: 5}, "every 1 s"},
 		{"a heartbeat: idle time just above it", sysctl.Request{Path: behind(t, "aws-nlb"), Heartbeat: 10 * s},
 			sysctl.Keepalive{Time: 12 * s, Intvl: s, Probes: 5}, "A heartbeat every 10 s keeps the connection from ever being idle 12 s, so keepalive stays out of its way; if the heartbeat itself stops, keepalive still finds a dead peer within 17 s"},
 		{"a heartbeat and a target", sysctl.Request{Path: behind(t, "aws-nlb"), Heartbeat: 40 * s, DetectWithin: 60 * s},
-			sysctl.Keepalive{Time: 45 * s, Intvl: s, Probes: 9}, "stays out of its way"},
+			sysctl.Keepalive{Time: 45 * s, Intvl: s, Probes: 7}, "stays out of its way"},
 		{"a heartbeat too close to the path's limit", sysctl.Request{Path: behind(t, "aws-nlb"), Heartbeat: 300 * s},
 			sysctl.Keepalive{Time: 306 * s, Intvl: 30 * s, Probes: 5}, "will also probe between heartbeats"},
 		{"a heartbeat slower than the path", sysctl.Request{Path: given(60 * s), Heartbeat: 90 * s},
@@ -84,7 +85,7 @@ func TestRecommend(t *testing.T) {
 			if got.Intvl > got.Time || got.Cadence() > sysctl.CadenceLimit(got.PathIdleTimeout) {
 				t.Fatalf("cadence %v over the path's limit %v", got.Cadence(), sysctl.CadenceLimit(got.PathIdleTimeout))
 			}
-			if tc.req.DetectWithin > 0 && got.DeadPeerDetect() > tc.req.DetectWithin {
+			if tc.req.DetectWithin > 0 && got.DeadPeerDetect() > sysctl.DetectBudget(tc.req.DetectWithin) {
 				t.Fatalf("detects after %v, beyond the %v target", got.DeadPeerDetect(), tc.req.DetectWithin)
 			}
 			if got.UserTimeout != got.DeadPeerDetect() {
@@ -113,6 +114,7 @@ func TestRecommendRefusesOnlyTheImpossible(t *testing.T) {
 		why  string
 	}{
 		{"detect faster than 3 probes allow", sysctl.Request{Path: given(350 * s), DetectWithin: 3 * s}, "3 probes"},
+		{"4 s: the probes take it all, and timers fire late", sysctl.Request{Path: given(350 * s), DetectWithin: 4 * s}, "an eighth late"},
 		{"a path that forgets within a second", sysctl.Request{Path: given(s)}, "heartbeat"},
 		{"a path a 1 s timer firing late misses", sysctl.Request{Path: given(1100 * time.Millisecond)}, "late"},
 		{"a negative target", sysctl.Request{DetectWithin: -s}, "negative"},
