@@ -292,10 +292,12 @@ func TestRecommendedKeepaliveHoldsThePath(t *testing.T) {
 				took, stated := d.at.Sub(last), rec.DeadPeerDetect()
 				m.add("path %v target %-3v %d/%d/%d: survived %v idle; dead peer dropped %v after its last answer, stated %v (%+.2fs, %.1f%%)",
 					path, target, rec.Time/time.Second, rec.Intvl/time.Second, rec.Probes, 3*path, took.Round(time.Millisecond), stated, (took - stated).Seconds(), 100*(took-stated).Seconds()/stated.Seconds())
-				if target > 0 && stated > target {
-					t.Errorf("stated %v beyond the %v target", stated, target)
+				if target > 0 && took > target {
+					t.Errorf("dropped %v after the last answer, beyond the %v target", took, target)
 				}
-				if took < stated-300*time.Millisecond || took > stated+predictionSlack {
+				// Nominal, and no later than every timer firing as late as the
+				// timer wheel allows (8/63).
+				if took < stated-300*time.Millisecond || took > stated+stated*8/63 {
 					t.Errorf("dropped %v after the last answer; stated %v", took, stated)
 				}
 			})

@@ -379,8 +379,9 @@ Recommends keepalive tunables for a path. On an idle connection whose peer
 answers, the kernel probes every max(time, intvl): that cadence stays under the
 path's idle timeout less an eighth, because the kernel's timers fire late. The
 interval is never longer than the idle time, so a dead peer is declared at most
-time + probes x intvl after its last answer: within --detect-within, with more
-probes (up to 9, at least 3) rather than a longer interval. Without a path
+time + probes x intvl after its last answer: within --detect-within less an
+eighth, with more probes (up to 9, at least 3) rather than a longer interval.
+Without a path
 timeout it plans for the shortest common middlebox default (240 s), or the local
 conntrack timeout if that is shorter.
 
