@@ -354,13 +354,6 @@ func connState(st diag.State) bool {
 	return true
 }
 
-func left(total, spent time.Duration) time.Duration {
-	if spent >= total {
-		return 0
-	}
-	return total - spent
-}
-
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one
