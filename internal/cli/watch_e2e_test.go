@@ -209,7 +209,7 @@ func TestWatchHalfOpenThenDropped(t *testing.T) {
 		c.Close()
 		readErr <- err
 	}()
-	p.B.LinkDown()
+	p.B.Vanish() // every packet in B dropped: no RST, no answer
 
 	testnet.Wait(t, 10*time.Second, "an opened half_open_keepalive event", func() bool {
 		o, _ := events(a.records(), cookie, "half_open_keepalive")

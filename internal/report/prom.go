@@ -63,7 +63,7 @@ var (
 	descTime        = gauge("tcpkeep_keepalive_time_seconds", "net.ipv4.tcp_keepalive_time: idle time before the first keepalive probe.")
 	descIntvl       = gauge("tcpkeep_keepalive_intvl_seconds", "net.ipv4.tcp_keepalive_intvl: time between unanswered keepalive probes.")
 	descProbes      = gauge("tcpkeep_keepalive_probes", "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is dropped.")
-	descDetect      = gauge("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: time + intvl x probes.")
+	descDetect      = gauge("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: max(time, intvl) + intvl x probes after the last answer.")
 	descRetries2    = gauge("tcpkeep_tcp_retries2", "net.ipv4.tcp_retries2: retransmission backoffs before the kernel drops a connection.")
 	descConntrack   = gauge("tcpkeep_conntrack_established_timeout_seconds", "net.netfilter.nf_conntrack_tcp_timeout_established: how long conntrack keeps an idle flow.")
 	descDuration    = gauge("tcpkeep_audit_duration_seconds", "How long the last audit took: tunables, dump and rules.")

@@ -164,7 +164,7 @@ func TestEvents(t *testing.T) {
 	var b bytes.Buffer
 	w := NewEventWriter(&b, "web-1", Words{Sockopts: true, Remedy: true})
 	f := &audit.Finding{Code: audit.HalfOpenKeepalive, Severity: audit.Critical, Socket: established(), Count: 2, Value: 4 * time.Second,
-		Keepalive: sysctl.Keepalive{Time: time.Second, Intvl: time.Second, Probes: 3}, DropIn: time.Second, DropBy: audit.DropKeepaliveProbes, Remedy: audit.RemedyClose}
+		Keepalive: sysctl.Keepalive{Time: time.Second, Intvl: time.Second, Probes: 3}, DropIn: time.Second, DropBy: sysctl.DropKeepaliveProbes, Remedy: audit.RemedyClose}
 	ts := testMeta.TS
 	for _, ev := range []*watch.Event{
 		{Kind: watch.Opened, Time: ts, NetNS: "tk-test", Finding: f},
