@@ -50,7 +50,7 @@ var metrics = map[string]metric{
 	"tcpkeep_findings_opened_total":                 {"counter", []string{"netns", "code", "severity"}},
 	"tcpkeep_findings_resolved_total":               {"counter", []string{"netns", "code", "how"}},
 	"tcpkeep_kernel_drops_total":                    {"counter", []string{"netns", "cause"}},
-	"tcpkeep_destroy_overruns_total":                {"counter", []string{"netns"}},
+	"tcpkeep_destroy_broadcasts_lost_total":         {"counter", []string{"netns"}},
 }
 
 // dropCauses are tcpkeep_kernel_drops_total's causes: the names of

@@ -23,6 +23,9 @@ func SubscribeDestroyed(ns Namespace) (*Subscription, error) { return nil, ErrLi
 // SetReadBuffer returns ErrLinuxOnly.
 func (s *Subscription) SetReadBuffer(bytes int) error { return ErrLinuxOnly }
 
+// Lost returns ErrLinuxOnly.
+func (s *Subscription) Lost() (uint64, error) { return 0, ErrLinuxOnly }
+
 // SetBatch does nothing.
 func (s *Subscription) SetBatch(d time.Duration) {}
 

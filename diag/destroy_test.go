@@ -228,10 +228,8 @@ func TestDestroyedOverrun(t *testing.T) {
 	if err := sub.SetReadBuffer(4096); err != nil { // the kernel makes it 8 KiB
 		t.Fatal(err)
 	}
-	rc, _ := sub.nl.SyscallConn()
 	var st unix.Stat_t
-	rc.Control(func(fd uintptr) { err = unix.Fstat(int(fd), &st) })
-	if err != nil {
+	if err := unix.Fstat(sub.fd, &st); err != nil {
 		t.Fatal(err)
 	}
 
@@ -271,6 +269,9 @@ func TestDestroyedOverrun(t *testing.T) {
 		}
 	}
 	drops := netlinkDrops(t, ns, st.Ino)
+	if lost, err := sub.Lost(); err != nil || lost != uint64(drops) {
+		t.Errorf("Lost: %d, %v; want the kernel's count, %d", lost, err, drops)
+	}
 	t.Logf("8 KiB buffer, %d sockets freed: %d delivered, the kernel counted %d drops", 2*n, got-1, drops)
 	if overruns != 1 || got < 2 || got-1+drops < 2*n {
 		t.Errorf("%d overruns, %d delivered, %d dropped: want 1 overrun, and every one of the %d freed delivered or dropped", overruns, got, drops, 2*n)

@@ -28,14 +28,11 @@ const (
 // receiver reads one datagram at a time from a netlink socket without
 // allocating: the read function is built once, and the buffer is reused.
 type receiver struct {
-	rc    syscall.RawConn
-	buf   []byte
-	n     int
-	err   error
-	read  func(fd uintptr) bool
-	empty bool // readNow found nothing queued
-	// readNow is read that never waits: on EAGAIN it sets empty.
-	readNow func(fd uintptr) bool
+	rc   syscall.RawConn
+	buf  []byte
+	n    int
+	err  error
+	read func(fd uintptr) bool
 }
 
 func newReceiver(rc syscall.RawConn, size int) *receiver {
@@ -57,26 +54,7 @@ func newReceiver(rc syscall.RawConn, size int) *receiver {
 		}
 		return true
 	}
-	r.readNow = func(fd uintptr) bool {
-		if !r.read(fd) {
-			r.empty = true
-		}
-		return true
-	}
 	return r
-}
-
-// poll reads the next datagram if one is queued; ok is false when none is.
-func (r *receiver) poll() (b []byte, ok bool, err error) {
-	r.empty = false
-	if err := r.rc.Read(r.readNow); err != nil {
-		return nil, false, err
-	}
-	if r.empty {
-		return nil, false, nil
-	}
-	b, err = r.result()
-	return b, true, err
 }
 
 // next reads the next datagram.
@@ -84,11 +62,6 @@ func (r *receiver) next() ([]byte, error) {
 	if err := r.rc.Read(r.read); err != nil {
 		return nil, err
 	}
-	return r.result()
-}
-
-// result is what the last read read.
-func (r *receiver) result() ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}

@@ -73,7 +73,7 @@ var (
 	counterOpened   = counter("tcpkeep_findings_opened_total", "Findings that appeared (tcpkeep watch's opened events).", "code", "severity")
 	counterResolved = counter("tcpkeep_findings_resolved_total", "Findings that went away (tcpkeep watch's resolved events), by how: closed, cleared or killed.", "code", "how")
 	counterDrops    = counter("tcpkeep_kernel_drops_total", "Connections the kernel dropped for a timeout, by cause: keepalive, retransmit, user_timeout, connect_timeout.", "cause")
-	counterLost     = counter("tcpkeep_destroy_overruns_total", "Times the kernel dropped destroy broadcasts because the subscription's buffer was full (how many were lost is not known).")
+	counterLost     = counter("tcpkeep_destroy_broadcasts_lost_total", "Destroy broadcasts the kernel dropped because the subscription's buffer was full: endings learnt from the next audit instead.")
 )
 
 // Families lists every metric family tcpkeep defines, whether or not it has
@@ -206,8 +206,8 @@ func (m *Metrics) Ended(netns string, end audit.End) {
 	}
 }
 
-// Overrun counts destroy broadcasts the kernel dropped.
-func (m *Metrics) Overrun(netns string) { m.lost.WithLabelValues(netns).Inc() }
+// Lost counts n destroy broadcasts the kernel dropped.
+func (m *Metrics) Lost(netns string, n int) { m.lost.WithLabelValues(netns).Add(float64(n)) }
 
 // Handler serves the metrics, and the Go runtime's and the process's own
 // (go_*, process_*: the agent's memory and CPU), to scrapes.

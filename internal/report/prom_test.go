@@ -55,7 +55,7 @@ func TestMetricsLint(t *testing.T) {
 	m.Resolved("web", audit.HalfOpenKeepalive, "closed")
 	m.Ended("web", audit.EndKeepalive)
 	m.Ended("web", audit.EndClosed) // not a kernel drop: not counted
-	m.Overrun("web")
+	m.Lost("web", 12)
 	out := metricsOf(t, m)
 	problems, err := promlint.New(strings.NewReader(out)).Lint()
 	if err != nil {
@@ -82,7 +82,7 @@ func TestMetricsLint(t *testing.T) {
 		`tcpkeep_findings_resolved_total{code="half_open_keepalive",how="closed",netns="web"} 1`,
 		`tcpkeep_kernel_drops_total{cause="keepalive",netns="web"} 1`,
 		`tcpkeep_kernel_drops_total{cause="retransmit",netns="web"} 0`,
-		`tcpkeep_destroy_overruns_total{netns="web"} 1`,
+		`tcpkeep_destroy_broadcasts_lost_total{netns="web"} 12`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -135,7 +135,7 @@ func (r *recorder) Resolved(ns string, c audit.Code, how string) {
 	r.inc("resolved " + string(c) + " " + how)
 }
 func (r *recorder) Ended(ns string, end audit.End) { r.inc("ended " + ns + " " + end.String()) }
-func (r *recorder) Overrun(ns string)              { r.inc("overrun " + ns) }
+func (r *recorder) Lost(ns string, n int)          { r.inc(fmt.Sprintf("lost %s %d", ns, n)) }
 
 // fakeSub is a subscription the test feeds.
 type fakeSub struct {
@@ -171,6 +171,9 @@ func (f *fakeSub) Sockets(ctx context.Context) iter.Seq2[*diag.Socket, error] {
 }
 
 func (f *fakeSub) Close() error { f.once.Do(func() { close(f.closed) }); return nil }
+
+// Lost: the test's overrun lost 7.
+func (f *fakeSub) Lost() (uint64, error) { return 7, nil }
 
 // world is namespaces in memory and an engine over them.
 type world struct {
@@ -339,7 +342,7 @@ func TestOverrunFallsBackToTheAudit(t *testing.T) {
 	f.Set(halfOpen(1))
 	same(t, "round 1", w.round(), "a opened half_open_keepalive 1")
 	w.subs["a"].errs <- fmt.Errorf("receive: %w", diag.ErrOverrun)
-	waitFor(t, func() bool { return w.rec.count("overrun a") == 1 })
+	waitFor(t, func() bool { return w.rec.count("lost a 7") == 1 })
 	f.Set()
 	same(t, "gone, broadcasts lost", w.round(), "a resolved half_open_keepalive 1 closed unknown")
 	if !strings.Contains(w.logged(), "destroy broadcasts lost") {

@@ -306,6 +306,7 @@ func (e *Engine) subscribe(ctx context.Context, n netns.Namespace, st *nsState) 
 // subscription is closed.
 func (e *Engine) listen(ctx context.Context, st *nsState, sub Destroyed) {
 	defer e.wg.Done()
+	var lost uint64 // the subscription's drops counted so far
 	for s, err := range sub.Sockets(ctx) {
 		switch {
 		case errors.Is(err, diag.ErrOverrun):
@@ -313,10 +314,15 @@ func (e *Engine) listen(ctx context.Context, st *nsState, sub Destroyed) {
 			st.lossy = true
 			name := st.name
 			e.mu.Unlock()
-			e.log.Warn("destroy broadcasts lost: how those connections ended is learnt from the next audit", "netns", name)
-			if e.cfg.Metrics != nil {
-				e.cfg.Metrics.Overrun(name)
+			n, lerr := sub.Lost()
+			if lerr != nil {
+				n = lost + 1 // at least one
 			}
+			e.log.Warn("destroy broadcasts lost: how those connections ended is learnt from the next audit", "netns", name, "lost", n-lost)
+			if e.cfg.Metrics != nil {
+				e.cfg.Metrics.Lost(name, int(n-lost))
+			}
+			lost = n
 		case err != nil:
 			if ctx.Err() == nil {
 				e.log.Warn("reading destroy broadcasts", "netns", st.name, "err", err.Error())

@@ -88,6 +88,8 @@ type Event struct {
 // *diag.Subscription is one.
 type Destroyed interface {
 	Sockets(ctx context.Context) iter.Seq2[*diag.Socket, error]
+	// Lost is how many broadcasts the kernel dropped so far (diag.ErrOverrun).
+	Lost() (uint64, error)
 	Close() error
 }
 
@@ -104,8 +106,8 @@ type Metrics interface {
 	Resolved(netns string, code audit.Code, how string)
 	// Ended: a connection of the namespace ended so.
 	Ended(netns string, end audit.End)
-	// Overrun: the kernel dropped broadcasts of the namespace's freed sockets.
-	Overrun(netns string)
+	// Lost: the kernel dropped n broadcasts of the namespace's freed sockets.
+	Lost(netns string, n int)
 }
 
 // Round is what one round did, for Config.Rounds.
