@@ -146,7 +146,12 @@ func watchRun(b *testing.B, ns *testnet.NS, sockets int, interval, d time.Durati
 			}
 		}()
 	}
-	time.Sleep(d)
+	// RSS every tenth of the run: flat, or growing?
+	var rss []string
+	for range 10 {
+		time.Sleep(d / 10)
+		rss = append(rss, fmt.Sprintf("%.1f", float64(usageOf(b, a.pid()).rss)/1024))
+	}
 	end := usageOf(b, a.pid())
 	elapsed := time.Since(start)
 	close(stop)
@@ -168,6 +173,7 @@ func watchRun(b *testing.B, ns *testnet.NS, sockets int, interval, d time.Durati
 	b.Logf("%swatched %d sockets for %s (interval %s): CPU %.2f%% of a core (%s, %s of it user), %.0f context switches/s, RSS %.1f MiB after the first round, %.1f at the end, peak %.1f; %d records",
 		prefix, sockets, elapsed.Round(time.Second), interval, 100*end.cpu.Seconds()/elapsed.Seconds(), end.cpu, end.user, float64(end.switches-first.switches)/d.Seconds(),
 		float64(first.rss)/1024, float64(end.rss)/1024, float64(end.hwm)/1024, len(a.records()))
+	b.Logf("%sRSS (MiB) every %s: %s", prefix, (d / 10).Round(time.Second), strings.Join(rss, " "))
 	if churn > 0 {
 		b.Logf("%s%d connections opened and closed (%.0f/s)", prefix, made.Load(), float64(made.Load())/d.Seconds())
 	}

@@ -18,14 +18,14 @@ import (
 // destroyReadBuffer is the kernel receive buffer of each subscription: a
 // broadcast takes 1,920 bytes of it (diag.Subscription.SetReadBuffer), so it
 // holds about 1,000 while the reader waits (destroyBatch, the engine's lock).
-const destroyReadBuffer = 2 << 20
+const destroyReadBuffer = 4 << 20
 
 // destroyBatch is how long the reader of a subscription lets broadcasts
 // gather once it has read all there were (diag.Subscription.SetBatch): at
 // 1,000 closes a second (2,000 broadcasts), 20 wakeups a second instead of
 // 2,000, for events up to 50 ms late. destroyReadBuffer holds 50 ms of
 // 20,000 broadcasts a second.
-const destroyBatch = 50 * time.Millisecond
+const destroyBatch = 200 * time.Millisecond
 
 // killedRounds is how many rounds the engine remembers a socket it closed,
 // waiting for the kernel's broadcast of it (which comes when its owner closes
