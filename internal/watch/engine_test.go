@@ -500,16 +500,16 @@ func waitFor(t *testing.T, done func() bool) {
 	}
 }
 
-// sinkErr is what a failing Emit returns.
-var sinkErr = errors.New("stdout is gone")
+// errSink is what a failing Emit returns.
+var errSink = errors.New("stdout is gone")
 
 // TestEmitErrorEndsRun: when events cannot be written, Run returns why.
 func TestEmitErrorEndsRun(t *testing.T) {
 	w := newWorld(t, false, Config{}, "a")
 	w.fakes["a"].Set(halfOpen(1))
-	w.e.cfg.Emit = func(*Event) error { return sinkErr }
-	if err := w.e.Run(context.Background()); !errors.Is(err, sinkErr) {
-		t.Fatalf("Run: %v, want %v", err, sinkErr)
+	w.e.cfg.Emit = func(*Event) error { return errSink }
+	if err := w.e.Run(context.Background()); !errors.Is(err, errSink) {
+		t.Fatalf("Run: %v, want %v", err, errSink)
 	}
 }
 
@@ -534,11 +534,9 @@ func TestRunStopsWhenTheContextEnds(t *testing.T) {
 }
 
 // BenchmarkEnded is the engine's work for one freed socket that had no
-// finding, the common case under churn: no allocation.
+// finding, the common case under churn.
 func BenchmarkEnded(b *testing.B) {
-	w := &world{t: &testing.T{}}
-	_ = w
-	e := New(Config{Interval: time.Second, Emit: func(*Event) error { return nil }, Metrics: &recorder{}})
+	e := New(Config{Interval: time.Second, Emit: func(*Event) error { return nil }})
 	st := &nsState{name: "a", open: map[key]*entry{}, killed: map[uint64]int{}}
 	s := freed(established(1), 0, 0)
 	b.ReportAllocs()
