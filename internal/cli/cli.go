@@ -45,8 +45,8 @@ type env struct {
 	args           []string // the command line, for the files tcpkeep writes
 	// kernel opens a namespace: kernel.Live, or a kernel.Fake in tests.
 	kernel func(netns.NS) kernel.NS
-	// visited, when set, is called after each namespace of --all-netns (tests).
-	visited func(netns.Result)
+	// tweak, when set, adjusts an --all-netns run before it starts (tests).
+	tweak func(*sweep.Config, *netns.Found)
 }
 
 // Main runs tcpkeep with args (without the program name) and returns the exit
@@ -163,7 +163,10 @@ func (e *env) each(total *report.Total, job sweep.Job) error {
 	if err != nil {
 		return err
 	}
-	cfg := &sweep.Config{Format: e.format(), Meta: e.meta(""), Explain: explain, Total: total, Visited: e.visited}
+	cfg := &sweep.Config{Format: e.format(), Meta: e.meta(""), Explain: explain, Total: total}
+	if e.tweak != nil {
+		e.tweak(cfg, found)
+	}
 	o, err := sweep.All(e.ctx, e.stdout, cfg, found, job)
 	if err != nil {
 		return err
