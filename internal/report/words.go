@@ -181,7 +181,7 @@ func (w Words) podSysctls(f *audit.Finding, ns string) string {
 		return ""
 	}
 	t, i := int64(k.Time/time.Second), int64(k.Intvl/time.Second)
-	return fmt.Sprintf(`set them in the pod's spec (pod %s; Kubernetes 1.29+, safe sysctls): securityContext: {sysctls: [`+
+	return fmt.Sprintf(`set the pod's keepalive tunables in its spec (pod %s; safe sysctls since Kubernetes 1.29): securityContext: {sysctls: [`+
 		`{name: net.ipv4.tcp_keepalive_time, value: "%d"}, {name: net.ipv4.tcp_keepalive_intvl, value: "%d"}, {name: net.ipv4.tcp_keepalive_probes, value: "%d"}]}; `+
 		`until the pod is recreated: tcpkeep%s sysctl set --time %d --intvl %d --probes %d`, w.PodUID, t, i, k.Probes, ns, t, i, k.Probes)
 }
