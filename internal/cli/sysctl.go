@@ -139,11 +139,13 @@ func runSysctlSet(e *env, args []string) error {
 
 func runSysctlRecommend(e *env, args []string) error {
 	fs := newFlags(e, "sysctl recommend", helpText("sysctl-recommend", "middleboxes", sysctl.MiddleboxNames()))
-	var path, detect time.Duration
+	var path, detect, heartbeat time.Duration
 	var persist string
 	durationVar(fs, &path, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
 	behind := fs.String("behind", "", "a middlebox whose idle timeout is known: "+sysctl.MiddleboxNames()+"; `NAME`")
+	boxes := fs.String("middleboxes", "", "a `FILE` of your own middleboxes for --behind, one 'name seconds source' a line")
 	durationVar(fs, &detect, "detect-within", "declare a dead idle peer within this long")
+	durationVar(fs, &heartbeat, "heartbeat", "the period of the application's own heartbeat: keepalive stays out of its way")
 	apply := fs.Bool("apply", false, "write the recommended values, as sysctl set does")
 	persistFlag(fs, &persist)
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
@@ -156,51 +158,53 @@ func runSysctlRecommend(e *env, args []string) error {
 		return usagef("--path-idle-timeout %s: want at least 1s", report.Duration(path))
 	case fs.Changed("detect-within") && detect <= 0:
 		return usagef("--detect-within %s: want a positive duration", report.Duration(detect))
+	case fs.Changed("heartbeat") && heartbeat <= 0:
+		return usagef("--heartbeat %s: want a positive duration", report.Duration(heartbeat))
 	case persist != "" && !*apply:
 		return usagef("--persist goes with --apply: recommend changes nothing without it")
 	}
 	if err := persistSpelling(fs, persist); err != nil {
 		return err
 	}
-	req := sysctl.Request{PathIdleTimeout: path, PathName: "--path-idle-timeout", DetectWithin: detect}
-	var m sysctl.Middlebox
-	if *behind != "" && *behind != sysctl.ConntrackName {
-		var ok bool
-		if m, ok = sysctl.LookupMiddlebox(*behind); !ok {
-			return usagef("--behind %q: unknown middlebox (known: %s); or give --path-idle-timeout", *behind, sysctl.MiddleboxNames())
+	var err error
+	table := sysctl.Middleboxes
+	if *boxes != "" {
+		if table, err = sysctl.ReadMiddleboxes(*boxes); err != nil {
+			return usagef("--middleboxes %s: %v (one device a line: name seconds source)", *boxes, err)
 		}
-		req.PathIdleTimeout, req.PathName = m.IdleTimeout, m.Name
+	}
+	if _, ok := table.Lookup(*behind); *behind != "" && *behind != sysctl.ConntrackName && !ok {
+		return usagef("--behind %q: unknown middlebox (known: %s); add your own with --middleboxes FILE, or give --path-idle-timeout", *behind, table.Names())
 	}
 	return e.each(&report.Total{Command: "sysctl recommend"}, func(ctx context.Context, t *sweep.Target) error {
-		req := req // each namespace has its own conntrack
 		cur, err := t.K.Tunables()
 		if err != nil {
 			return err
 		}
-		p, err := e.persistFor(t, persist)
+		file, err := e.persistFor(t, persist)
 		if err != nil {
 			return err
 		}
-		ct := cur.ConntrackEstablished
-		switch {
-		case *behind == sysctl.ConntrackName && ct == nil:
+		// Each namespace has its own conntrack timeout.
+		p, err := sysctl.ChoosePath(sysctl.PathChoice{Given: path, Behind: *behind, Table: table, Conntrack: cur.ConntrackEstablished})
+		if errors.Is(err, sysctl.ErrNoConntrack) {
 			return errors.New("--behind conntrack: there is no nf_conntrack_tcp_timeout_established (nf_conntrack is not loaded there); give --path-idle-timeout instead")
-		case *behind == sysctl.ConntrackName, path == 0 && *behind == "" && ct != nil && *ct < sysctl.AssumedPathIdleTimeout:
-			req.PathIdleTimeout, req.PathName = *ct, "local nf_conntrack_tcp_timeout_established"
+		} else if err != nil {
+			return err
 		}
-		rec, err := sysctl.Recommend(req)
+		rec, err := sysctl.Recommend(sysctl.Request{Path: p, DetectWithin: detect, Heartbeat: heartbeat})
 		if errors.Is(err, sysctl.ErrImpossible) {
 			return usagef("sysctl recommend: %v", err)
 		} else if err != nil {
 			return err
 		}
 		if *apply {
-			c := sysctl.Change{Keepalive: rec.Keepalive, PersistFile: p}
+			c := sysctl.Change{Keepalive: rec.Keepalive, PersistFile: file}
 			if _, err := e.apply(t.K, c, false, "Recommended by tcpkeep: "+rec.Reason); err != nil {
 				return err
 			}
 		}
 		return report.WriteRecommendation(t.Out, e.format(), t.Meta,
-			&report.Recommendation{Recommendation: rec, Current: cur.Keepalive, Applied: *apply, PersistFile: p, NetNSArg: t.Arg})
+			&report.Recommendation{Recommendation: rec, Current: cur.Keepalive, Applied: *apply, PersistFile: file, NetNSArg: t.Arg})
 	})
 }

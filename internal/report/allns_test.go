@@ -195,11 +195,11 @@ func TestPromManyNamespaces(t *testing.T) {
 func TestPodSysctls(t *testing.T) {
 	f := &audit.Finding{Code: audit.SysctlKeepaliveDefault, Severity: audit.Warning, Value: 2 * time.Hour,
 		Keepalive: sysctl.Defaults, Remedy: audit.RemedyTune}
-	rec := sysctl.Keepalive{Time: 216 * time.Second, Intvl: 21 * time.Second, Probes: 5}
+	rec := sysctl.Keepalive{Time: 210 * time.Second, Intvl: 21 * time.Second, Probes: 5}
 	pod := Words{Remedy: true, NetNS: "pid:4242", PodUID: "9d6e", Recommended: rec}.Message(f)
 	for _, want := range []string{
-		`securityContext: {sysctls: [{name: net.ipv4.tcp_keepalive_time, value: "216"}, {name: net.ipv4.tcp_keepalive_intvl, value: "21"}, {name: net.ipv4.tcp_keepalive_probes, value: "5"}]}`,
-		"pod 9d6e", "since Kubernetes 1.29", "tcpkeep --netns pid:4242 sysctl set --time 216 --intvl 21 --probes 5",
+		`securityContext: {sysctls: [{name: net.ipv4.tcp_keepalive_time, value: "210"}, {name: net.ipv4.tcp_keepalive_intvl, value: "21"}, {name: net.ipv4.tcp_keepalive_probes, value: "5"}]}`,
+		"pod 9d6e", "since Kubernetes 1.29", "tcpkeep --netns pid:4242 sysctl set --time 210 --intvl 21 --probes 5",
 	} {
 		if !strings.Contains(pod, want) {
 			t.Errorf("pod's message without %q:\n%s", want, pod)

@@ -80,7 +80,7 @@ func AppendAuditProm(b []byte, ps ...PromAudit) []byte {
 		func(t *sysctl.Tunables) (float64, bool) { return t.Intvl.Seconds(), true })
 	tunable("tcpkeep_keepalive_probes", "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is dropped.",
 		func(t *sysctl.Tunables) (float64, bool) { return float64(t.Probes), true })
-	tunable("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: time + intvl x probes.",
+	tunable("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: max(time, intvl) + intvl x probes after the last answer.",
 		func(t *sysctl.Tunables) (float64, bool) { return t.DeadPeerDetect().Seconds(), true })
 	tunable("tcpkeep_tcp_retries2", "net.ipv4.tcp_retries2: retransmission backoffs before the kernel drops a connection.",
 		func(t *sysctl.Tunables) (float64, bool) {

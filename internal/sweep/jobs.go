@@ -169,15 +169,15 @@ type known struct {
 func (k known) Tunables() (sysctl.Tunables, error) { return k.t, nil }
 
 // Recommended are the values sysctl recommend gives a namespace with these
-// tunables when nothing is said about the path: planned for the local
-// conntrack timeout where it is shorter than the assumed path, else for the
-// assumed path. Zero when there are none.
+// tunables when nothing is said about the path (sysctl.ChoosePath: the local
+// conntrack timeout where it is shorter than the assumed path, else the
+// assumed path). Zero when there are none.
 func Recommended(t sysctl.Tunables) sysctl.Keepalive {
-	req := sysctl.Request{}
-	if ct := t.ConntrackEstablished; ct != nil && *ct < sysctl.AssumedPathIdleTimeout {
-		req.PathIdleTimeout, req.PathName = *ct, "local nf_conntrack_tcp_timeout_established"
+	p, err := sysctl.ChoosePath(sysctl.PathChoice{Conntrack: t.ConntrackEstablished})
+	if err != nil {
+		return sysctl.Keepalive{}
 	}
-	r, err := sysctl.Recommend(req)
+	r, err := sysctl.Recommend(sysctl.Request{Path: p})
 	if err != nil {
 		return sysctl.Keepalive{}
 	}
