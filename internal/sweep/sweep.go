@@ -107,16 +107,19 @@ type Outcome struct {
 	Interrupted bool
 }
 
-// Refusal is the failures that one missing capability explains, namespaces
-// or what enumeration skipped.
+// Refusal is the failures that one missing capability explains.
 type Refusal struct {
-	Missing  netns.Capability
-	Skip     bool
+	// Missing is the capability.
+	Missing netns.Capability
+	// Skip says these are what enumeration could not look at; else namespaces
+	// that were found.
+	Skip bool
+	// Failures are the namespaces or what was skipped, in order.
 	Failures []Failure
 }
 
 // Refusals groups the failures a missing capability explains, in the order
-// they came; Failed is how many failures there were that are not a namespace
+// they came; failed is how many failures there were that are not a namespace
 // going away.
 func (o *Outcome) Refusals() (r []Refusal, failed int) {
 	type key struct {
