@@ -173,8 +173,8 @@ func TestAuditUnitCapabilities(t *testing.T) {
 // user holding exactly its four capabilities, in a namespace it enters: it
 // audits, names the owner of a flagged socket (another user's: this test's,
 // root), subscribes to the destroy broadcasts, closes what --kill says, and
-// exits 0 on SIGTERM. (--all-netns, which the unit passes, is issue 11's:
-// --netns stands in for it.)
+// exits 0 on SIGTERM. --netns stands in for the unit's --all-netns, which
+// would watch every namespace of the test machine.
 func TestWatchUnitRuns(t *testing.T) {
 	testnet.RequireRoot(t)
 	setpriv := tool(t, "setpriv", "util-linux")

@@ -3,11 +3,13 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/report"
+	"github.com/tcpkeep/tcpkeep/internal/sweep"
 )
 
 // Exit codes of audit: the monitoring-plugin convention (Nagios, Icinga, Sensu).
@@ -19,96 +21,69 @@ const (
 )
 
 // runAudit runs the audit and maps what happened to the monitoring-plugin exit
-// codes: every error, usage errors included, is 3.
+// codes: every error, usage errors included, is 3; -o nagios says the same in
+// its status line.
 func runAudit(e *env, args []string) error {
-	worst, failOn, err := auditCmd(e, args)
+	start := time.Now()
+	worst, failOn, total, err := auditCmd(e, args)
+	code := auditUnknown // could not audit
 	switch {
-	case errors.Is(err, errHelp), errors.Is(err, errInterrupted):
+	case errors.Is(err, errHelp):
 		return err
-	case err != nil:
-		if e.output == string(report.Nagios) {
-			report.WriteNagiosUnknown(e.stdout, explain(err))
-		}
-		return &exitCodeError{code: auditUnknown, err: err}
+	case errors.Is(err, errInterrupted):
+		code = exitInterrupted
+	case errors.As(err, new(*partialError)) && worst == audit.Critical:
+		code = auditCritical // what is critical, whatever was not read
+	case err == nil:
+		code = auditCode(worst, failOn)
 	}
-	return auditExit(worst, failOn)
+	if e.output == "nagios" {
+		e.stdout.Write(report.AppendNagios(nil, code, netns.NS{Spec: e.netnsSpec}.String(), e.allNetns, total, time.Since(start), explain(err)))
+	}
+	return &exitCodeError{code: code, err: err}
 }
 
-// auditExit is the exit for the worst severity found.
-func auditExit(worst, failOn audit.Severity) error {
+// auditCode is the exit code for the worst severity found.
+func auditCode(worst, failOn audit.Severity) int {
 	switch {
 	case worst == 0 || worst < failOn:
-		return nil
+		return auditOK
 	case worst == audit.Critical:
-		return &exitCodeError{code: auditCritical}
-	default:
-		return &exitCodeError{code: auditWarning}
+		return auditCritical
 	}
+	return auditWarning
 }
 
-func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
+func auditCmd(e *env, args []string) (worst, failOn audit.Severity, total *report.Total, err error) {
+	total = &report.Total{Command: "audit"}
 	fs := newFlags(e, "audit", helpText("audit"))
 	var af auditFlags
 	addAuditFlags(fs, &af, "")
 	failOnText := fs.String("fail-on", "warning", "lowest `SEVERITY` that makes the exit code non-zero: info, warning or critical")
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson", "prom", "nagios"); err != nil {
-		return 0, 0, err
+		return 0, 0, total, err
 	}
 	if failOn, err = audit.ParseSeverity(*failOnText); err != nil {
-		return 0, 0, usagef("--fail-on %v", err)
+		return 0, 0, total, usagef("--fail-on %v", err)
 	}
-	cfg, err := af.config()
+	cfg, err := af.config(nil)
 	if err != nil {
-		return 0, 0, err
-	}
-	// record writes what the audit saw to --prom-file: a failed audit too, as
-	// tcpkeep_audit_success 0.
-	m := report.NewMetrics(build())
-	p := report.PromAudit{NetNS: netns.NS{Spec: e.netnsSpec}.String(), Start: e.now()}
-	record := func(err error) error {
-		if path := *af.promFile; path != "" {
-			m.SetAudit(p)
-			if perr := m.WriteFile(path); perr != nil {
-				err = errors.Join(err, fmt.Errorf("--prom-file %s: %w", path, perr))
-			}
-		}
-		return err
-	}
-	ns, k, err := e.open()
-	if err != nil {
-		return 0, 0, record(err)
+		return 0, 0, total, err
 	}
 	owners := proc.NewIndex("/proc", *af.sockopts)
 	defer owners.Close()
 	cfg.Owners = owners
-	w := report.NewAuditWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{Sockopts: true, Remedy: true, NetNS: e.netnsSpec})
-	w.Metrics, w.FailOn = m, failOn
-	var werr error
-	sum, err := audit.Run(e.ctx, k, cfg, func(f *audit.Finding) {
-		if werr == nil {
-			werr = w.Finding(f)
-		}
-	})
-	if sum.HaveTunables {
-		p.Tunables = &sum.Tunables
+	job := &sweep.Audit{Format: e.format(), Config: cfg, Words: report.Words{Sockopts: true, Remedy: true}, Total: total}
+	proms := &sweep.Proms{Build: build(), Failed: report.PromAudit{NetNS: netns.NS{Spec: e.netnsSpec}.String(), Start: e.meta("").TS}}
+	if e.output == "prom" || *af.promFile != "" {
+		job.Prom = proms.Add
 	}
-	if err != nil && !sum.Interrupted {
-		return 0, 0, record(inNS(ns, err))
+	err = e.each(total, job.Run)
+	if job.Prom != nil {
+		err = errors.Join(err, proms.Write(e.stdout, e.output == "prom", *af.promFile))
 	}
-	if err := w.Finish(&sum, ns.String()); werr == nil {
-		werr = err
+	if oerr := owners.Err(); oerr != nil {
+		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s; options are inferred instead\n", explain(oerr))
 	}
-	if !sum.Interrupted {
-		p.Summary = &sum
-	}
-	if err := record(nil); werr == nil {
-		werr = err
-	}
-	if err := owners.Err(); err != nil {
-		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s; options are inferred instead\n", explain(err))
-	}
-	if werr == nil && sum.Interrupted {
-		werr = errInterrupted
-	}
-	return sum.Worst, failOn, werr
+	return total.Worst(), failOn, total, err
 }

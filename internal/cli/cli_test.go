@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
@@ -36,6 +38,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-o", "xml", "version"}, "xml"},
 		{[]string{"--netns", "pid:abc", "sysctl"}, "positive process ID"},
 		{[]string{"--netns", "..", "sysctl"}, "not a namespace name"},
+		{[]string{"--all-netns", "--netns", "self", "sysctl"}, "without --netns"},
+		{[]string{"conns", "--netns", "x", "--all-netns"}, "without --netns"},
+		{[]string{"--all-netns", "version"}, "--all-netns goes with sysctl, conns, audit, kill and watch"},
+		{[]string{"probe", "--all-netns", "serve"}, "--all-netns goes with"},
 		{[]string{"probe", "serve", "--listen", "127.0.0.1:99999"}, "0 to 65535"},
 		{[]string{"probe", "serve", "--read-timeout", "10ms"}, "at least 1s"},
 		{[]string{"probe", "idle", "127.0.0.1", "--min", "1ms"}, "at least 100ms"},
@@ -271,8 +277,10 @@ func FuzzFindingFlag(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		codes, err := parseFindings(nil, s)
-		if err != nil {
+		var codes []audit.Code
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		findingsVar(fs, &codes, "finding", "")
+		if err := fs.Set("finding", s); err != nil {
 			return
 		}
 		if len(codes) == 0 {
@@ -319,15 +327,7 @@ func TestAuditExit(t *testing.T) {
 		{"critical at fail-on critical", audit.Critical, audit.Critical, auditCritical},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := auditExit(tc.worst, tc.failOn)
-			got := auditOK
-			var ee *exitCodeError
-			if errors.As(err, &ee) {
-				got = ee.code
-			} else if err != nil {
-				t.Fatalf("error %v", err)
-			}
-			if got != tc.want {
+			if got := auditCode(tc.worst, tc.failOn); got != tc.want {
 				t.Fatalf("exit %d, want %d", got, tc.want)
 			}
 		})

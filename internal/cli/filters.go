@@ -136,9 +136,13 @@ func addAuditFlags(fs *pflag.FlagSet, a *auditFlags, promWhen string) {
 	a.promFile = fs.String("prom-file", "", "also write the metrics in node_exporter textfile format to this file"+promWhen+", atomically; `PATH`")
 }
 
-// config checks them and makes the audit's configuration.
-func (a *auditFlags) config() (audit.Config, error) {
+// config checks them, and that the codes watch's --kill closes can be
+// closed with them, and makes the audit's configuration.
+func (a *auditFlags) config(kill []audit.Code) (audit.Config, error) {
 	if err := a.th.check(); err != nil {
+		return audit.Config{}, err
+	}
+	if err := checkKillCodes("--kill", kill, &a.th, a.filt.namesListening()); err != nil {
 		return audit.Config{}, err
 	}
 	if dir := filepath.Dir(*a.promFile); *a.promFile != "" {

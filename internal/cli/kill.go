@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/report"
+	"github.com/tcpkeep/tcpkeep/internal/sweep"
 )
 
 func runKill(e *env, args []string) error {
@@ -50,45 +52,32 @@ func runKill(e *env, args []string) error {
 	}
 	cfg := kill.Config{Filter: filter, All: len(codes) == 0 && !perPeer, Findings: codes, Audit: th.Config,
 		MaxPerPeer: th.MaxPerPeer, Listeners: listeners, DryRun: *dryRun}
-	ns, k, err := e.open()
-	if err != nil {
-		return err
-	}
 	if *procs {
 		cfg.Owners = proc.NewIndex("/proc", false)
 		defer cfg.Owners.Close()
 	}
-	w := report.NewKillWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{NetNS: e.netnsSpec}, *dryRun, *procs)
-	var werr error
-	sum, runErr := kill.Run(e.ctx, k, cfg, func(a *kill.Action) {
-		if werr == nil {
-			werr = w.Action(a)
-		}
-	})
-	if err := w.Finish(&sum); werr == nil {
-		werr = err
+	total := &report.Total{Command: "kill", DryRun: *dryRun}
+	job := &sweep.Kill{Format: e.format(), Config: cfg, Procs: *procs, Total: total}
+	err = e.each(total, job.Run)
+	if oerr := cfg.Owners.Err(); oerr != nil {
+		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s\n", explain(oerr))
 	}
-	if err := cfg.Owners.Err(); err != nil {
-		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s\n", explain(err))
+	if failed, selected := total.KillFailed(); err == nil && failed > 0 {
+		return fmt.Errorf("kill: %d of %d selected sockets could not be closed (their records say why)", failed, selected)
 	}
-	switch {
-	case sum.Interrupted:
-		return errInterrupted
-	case sum.Stopped:
-		return inNS(ns, fmt.Errorf("kill: %w; nothing else was tried", runErr))
-	case runErr != nil:
-		return inNS(ns, runErr)
-	case werr != nil:
-		return werr
-	case sum.Failed > 0:
-		return fmt.Errorf("kill: %d of %d selected sockets could not be closed (their records say why)", sum.Failed, sum.Selected)
-	}
-	return nil
+	return err
 }
 
-// findingsVar is a flag of finding codes to close, comma-separated.
+// findingsVar is a flag of finding codes to close, comma-separated: codes of
+// socket rules only.
 func findingsVar(fs *pflag.FlagSet, codes *[]audit.Code, name, usage string) {
-	fs.Var(&value[[]audit.Code]{v: codes, arg: "CODES", parse: func(s string) ([]audit.Code, error) { return parseFindings(*codes, s) }}, name, usage)
+	fs.Var(&value[[]audit.Code]{v: codes, arg: "CODES", parse: func(s string) ([]audit.Code, error) {
+		c, err := audit.ParseCodes(*codes, s, false)
+		if i := slices.IndexFunc(c, audit.Code.Tunable); i >= 0 {
+			return nil, fmt.Errorf("%s is about the namespace's keepalive tunables, not a socket: there is nothing to close (fix it with tcpkeep sysctl recommend --apply)", c[i])
+		}
+		return c, err
+	}}, name, usage)
 }
 
 // checkKillCodes refuses codes whose closing needs what was not given.
@@ -104,16 +93,4 @@ func checkKillCodes(flag string, codes []audit.Code, th *thresholdFlags, listene
 		}
 	}
 	return nil
-}
-
-// parseFindings adds the finding codes of s, comma-separated, to codes: codes
-// of socket rules only.
-func parseFindings(codes []audit.Code, s string) ([]audit.Code, error) {
-	codes, err := audit.ParseCodes(codes, s, false)
-	for _, c := range codes {
-		if c.Tunable() {
-			return nil, fmt.Errorf("%s is about the namespace's keepalive tunables, not a socket: there is nothing to close (fix it with tcpkeep sysctl recommend --apply)", c)
-		}
-	}
-	return codes, err
 }

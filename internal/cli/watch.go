@@ -3,8 +3,6 @@ package cli
 import (
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/internal/audit"
@@ -33,35 +31,28 @@ func runWatch(e *env, args []string) error {
 	if interval < 100*time.Millisecond {
 		return usagef("--interval %s: want at least 100ms, as 30s", report.Duration(interval))
 	}
-	cfg, err := af.config()
+	cfg, err := af.config(codes)
 	if err != nil {
 		return err
 	}
-	if err := checkKillCodes("--kill", codes, &af.th, af.filt.namesListening()); err != nil {
-		return err
-	}
-	ns, _, err := e.open()
-	if err != nil {
-		return err
-	}
-	var l net.Listener
-	if *listen != "" {
-		if l, err = net.Listen("tcp", *listen); err != nil {
-			return fmt.Errorf("--listen %s: %w (another program has the port? pass --listen HOST:PORT)", *listen, err)
+	namespaces := watch.All
+	if !e.allNetns {
+		ns, _, err := e.open()
+		if err != nil {
+			return err
 		}
+		namespaces = watch.Only(ns)
+	}
+	l, err := watch.Listen(*listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w (another program has the port? pass --listen HOST:PORT)", *listen, err)
 	}
 	m := report.NewMetrics(build())
-	host, _ := os.Hostname()
 	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
-	wc := watch.Config{Interval: interval, Namespaces: watch.Only(ns), Kernel: e.kernel, Audit: cfg, Sockopts: *af.sockopts, Kill: codes, KillMax: killMax,
-		DryRun: *dryRun, Emit: report.NewEventWriter(e.stdout, host, report.Words{Sockopts: true, Remedy: true}).Event, Metrics: m, Log: log,
-		Listener: l, MetricsHandler: m.Handler()}
-	if path := *af.promFile; path != "" {
-		wc.Rounds = func(watch.Round) {
-			if err := m.WriteFile(path); err != nil {
-				log.Warn("cannot write --prom-file", "path", path, "err", err.Error())
-			}
-		}
+	wc := watch.Config{Interval: interval, Namespaces: namespaces, Kernel: e.kernel, Audit: cfg, Sockopts: *af.sockopts, Kill: codes, KillMax: killMax,
+		DryRun: *dryRun, Emit: report.NewEventWriter(e.stdout, e.meta("").Host, report.Words{Sockopts: true, Remedy: true}).Event, Metrics: m, Log: log, Listener: l, MetricsHandler: m.Handler()}
+	if *af.promFile != "" {
+		wc.Rounds = m.Textfile(*af.promFile, log)
 	}
 	return watch.New(wc).Run(e.ctx)
 }

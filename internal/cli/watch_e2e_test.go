@@ -335,3 +335,34 @@ func TestWatchUsage(t *testing.T) {
 		oneErrorLine(t, r, tc.says)
 	}
 }
+
+// TestWatchAllNetnsNamespaceDeleted: --all-netns watch sees namespaces made
+// after it started; one deleted while it runs is logged, its findings
+// resolve, and the agent goes on watching the others.
+func TestWatchAllNetnsNamespaceDeleted(t *testing.T) {
+	a := startAgent(t, "--all-netns", "watch", "--interval", "500ms", "--listen", "", "--state", "listening")
+	nss := testnet.NewNamespaces(t, 2) // fresh: tcp_keepalive_time 7200, flagged
+	tunable := func(ns, event string) func() bool {
+		return func() bool {
+			for _, r := range a.records() {
+				if r["netns"] == ns && r["code"] == "sysctl_keepalive_default" && r["event"] == event {
+					return r["netns_inode"] != nil
+				}
+			}
+			return false
+		}
+	}
+	for _, ns := range nss {
+		testnet.Wait(t, 15*time.Second, "namespace "+ns.Name+" watched", tunable(ns.Name, "opened"))
+	}
+	nss[0].Delete()
+	testnet.Wait(t, 15*time.Second, "the deleted namespace's finding resolved", tunable(nss[0].Name, "resolved"))
+	if !strings.Contains(a.logs(), `"netns":"`+nss[0].Name+`"`) {
+		t.Errorf("the deleted namespace is not logged:\n%s", a.logs())
+	}
+	nss[1].Sysctl("net/ipv4/tcp_keepalive_time", "60")
+	testnet.Wait(t, 15*time.Second, "the other namespace still watched", tunable(nss[1].Name, "resolved"))
+	if code := a.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("SIGTERM: exit %d, want 0:\n%s", code, a.logs())
+	}
+}

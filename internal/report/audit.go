@@ -14,17 +14,13 @@ import (
 // AuditWriter writes an audit: in ndjson a "finding" line per finding as it
 // comes and an "audit_summary" line; in json one "audit" document with the
 // findings, the summary and the tunables; in the table the findings grouped by
-// severity, then code, and a summary line; in prom the metrics alone; in
-// nagios the monitoring plugin's status line.
+// severity, then code, and a summary line. In prom and nagios it writes
+// nothing: the caller writes the metrics (Metrics) or the status line
+// (AppendNagios) of every namespace audited, at the end.
 type AuditWriter struct {
-	// Metrics are what prom writes: the audit is recorded in them. Set them
-	// for prom.
-	Metrics *Metrics
-	// FailOn is the lowest severity that is not OK, for nagios's status.
-	FailOn audit.Severity
-	st     *stream
-	words  Words
-	held   []heldFinding // the table's, grouped at the end
+	st    *stream
+	words Words
+	held  []heldFinding // the table's, grouped at the end
 }
 
 type heldFinding struct {
@@ -73,23 +69,12 @@ func appendFindingFields(dst []byte, f *audit.Finding, w Words, first bool) []by
 	return dst
 }
 
-// Finish writes the summary (and, in json, the tunables), or the metrics.
+// Finish writes the summary (and, in json, the tunables).
 func (aw *AuditWriter) Finish(sum *audit.Summary, ns string) error {
 	st := aw.st
 	switch st.f {
-	case Prom:
-		p := PromAudit{NetNS: ns, Start: st.m.TS, Tunables: &sum.Tunables}
-		if !sum.Interrupted {
-			p.Summary = sum
-		}
-		aw.Metrics.SetAudit(p)
-		if err := aw.Metrics.Write(st.w); err != nil {
-			return fmt.Errorf("write output: %w", err)
-		}
+	case Prom, Nagios:
 		return nil
-	case Nagios:
-		st.buf = AppendNagios(st.buf, ns, sum, aw.FailOn)
-		return st.flush()
 	case Table:
 		aw.table(sum, ns)
 		return st.flush()
@@ -116,6 +101,16 @@ func (aw *AuditWriter) Finish(sum *audit.Summary, ns string) error {
 		b = appendTunablesFields(b, &sum.Tunables, true)
 		return append(b, '}')
 	})
+}
+
+// Abort ends an audit that failed midway: in json and ndjson the findings so
+// far, and no summary (the json document is closed without one); the table
+// writes nothing.
+func (aw *AuditWriter) Abort() error {
+	if aw.st.f == Table || aw.st.f == Prom || aw.st.f == Nagios {
+		return nil
+	}
+	return aw.st.abort()
 }
 
 // table writes the findings grouped by severity (worst first), then code, then

@@ -1,9 +1,9 @@
 package report
 
 import (
-	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 )
@@ -13,94 +13,99 @@ import (
 // 'label'=value[UOM];[warn];[crit];[min];[max]. The status word matches the
 // exit code audit returns: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-// nagiosStatus is the status word for the worst severity found, as audit's
-// exit code has it: OK below failOn.
-func nagiosStatus(worst, failOn audit.Severity) string {
-	switch {
-	case worst == 0 || worst < failOn:
+// nagiosStatus is the status word of audit's exit code.
+func nagiosStatus(code int) string {
+	switch code {
+	case 0:
 		return "OK"
-	case worst == audit.Critical:
+	case 1:
+		return "WARNING"
+	case 2:
 		return "CRITICAL"
 	}
-	return "WARNING"
+	return "UNKNOWN"
 }
 
-// AppendNagios appends the status line of an audit of namespace ns: the
-// status, the findings by severity and code, and as performance data the
-// findings of each severity and of each code and the sockets of each state,
-// every one present (0 included) so a graph's series never vanish.
-func AppendNagios(b []byte, ns string, sum *audit.Summary, failOn audit.Severity) []byte {
-	status := nagiosStatus(sum.Worst, failOn)
-	if sum.Interrupted {
-		status = "UNKNOWN"
-	}
+// AppendNagios appends the status line of the audits t adds up, of namespace
+// ns or, with all, of every namespace: the status of audit's exit code, what
+// was audited, the findings by severity and code, and why when not all went
+// well; then as performance data the findings of each severity and of each
+// code and the sockets of each state, every one present (0 included) so a
+// graph's series never vanish, and took.
+func AppendNagios(b []byte, code int, ns string, all bool, t *Total, took time.Duration, why string) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	b = append(b, "TCPKEEP "...)
-	b = append(b, status...)
-	b = append(b, " - netns "...)
-	b = append(b, nagiosText(ns)...)
-	b = append(b, ": "...)
-	var bySev [audit.Critical + 1]int
+	b = append(b, nagiosStatus(code)...)
+	b = append(b, " - "...)
 	total := 0
-	for _, v := range sum.Findings {
-		for s, n := range v {
-			bySev[s] += n
-			total += n
-		}
+	for _, n := range t.bySev {
+		total += n
 	}
 	switch {
-	case sum.Interrupted:
-		b = append(b, "interrupted after "...)
-		b = appendCount(b, sum.Counts.Sockets, "socket")
+	case total == 0 && t.counts.Sockets == 0 && why != "":
+		// Nothing was audited: why (which names the namespace) is all there is.
+		b = append(b, nagiosText(why)...)
+		why = ""
 	case total == 0:
+		b = appendWhat(b, ns, all, t)
 		b = append(b, "no findings in "...)
-		b = appendCount(b, sum.Counts.Sockets, "socket")
+		b = appendCount(b, t.counts.Sockets, "socket")
 		b = append(b, " and the keepalive tunables"...)
 	default:
+		b = appendWhat(b, ns, all, t)
 		b = appendCount(b, total, "finding")
 		b = append(b, " ("...)
 		n := 0
 		for _, s := range []audit.Severity{audit.Critical, audit.Warning, audit.Info} {
-			if bySev[s] > 0 {
+			if t.bySev[s] > 0 {
 				if n > 0 {
 					b = append(b, ", "...)
 				}
-				b = strconv.AppendInt(b, int64(bySev[s]), 10)
-				b = append(b, ' ')
-				b = append(b, s.String()...)
+				b = strconv.AppendInt(b, int64(t.bySev[s]), 10)
+				b = append(append(b, ' '), s.String()...)
 				n++
 			}
 		}
 		b = append(b, ") in "...)
-		b = appendCount(b, sum.Counts.Sockets, "socket")
+		b = appendCount(b, t.counts.Sockets, "socket")
 		b = append(b, ": "...)
 		n = 0
 		for _, c := range audit.Codes {
-			if k := sum.Total(c); k > 0 {
+			if k := t.findings[c]; k > 0 {
 				if n > 0 {
 					b = append(b, ", "...)
 				}
-				b = append(b, c...)
-				b = append(b, ' ')
-				b = strconv.AppendInt(b, int64(k), 10)
+				b = strconv.AppendInt(append(append(b, c...), ' '), int64(k), 10)
 				n++
 			}
 		}
 	}
+	if why != "" {
+		b = append(append(b, "; "...), nagiosText(why)...)
+	}
 	b = append(b, " |"...)
 	for _, s := range []audit.Severity{audit.Critical, audit.Warning, audit.Info} {
-		b = appendPerf(b, "findings_"+s.String(), int64(bySev[s]))
+		b = appendPerf(b, "findings_"+s.String(), int64(t.bySev[s]))
 	}
 	for _, c := range audit.Codes {
-		b = appendPerf(b, string(c), int64(sum.Total(c)))
+		b = appendPerf(b, string(c), int64(t.findings[c]))
 	}
-	b = appendPerf(b, "sockets", int64(sum.Counts.Sockets))
+	b = appendPerf(b, "sockets", int64(t.counts.Sockets))
 	for _, st := range promStates {
-		b = appendPerf(b, "sockets_"+strings.ToLower(st.String()), int64(sum.Counts.ByState[st]))
+		b = appendPerf(b, "sockets_"+strings.ToLower(st.String()), int64(t.counts.ByState[st]))
 	}
 	b = append(b, " 'duration'="...)
-	b = strconv.AppendFloat(b, sum.Duration.Seconds(), 'f', 3, 64)
-	b = append(b, "s;;;0"...)
-	return append(b, '\n')
+	b = strconv.AppendFloat(b, took.Seconds(), 'f', 3, 64)
+	return append(b, "s;;;0\n"...)
+}
+
+// appendWhat appends what was audited: "netns NAME: " or "N namespaces: ".
+func appendWhat(b []byte, ns string, all bool, t *Total) []byte {
+	if all {
+		return append(appendCount(b, t.Namespaces, "namespace"), ": "...)
+	}
+	return append(append(append(b, "netns "...), nagiosText(ns)...), ": "...)
 }
 
 // appendPerf appends one performance datum, a count: 'label'=N;;;0.
@@ -116,11 +121,4 @@ func appendPerf(b []byte, label string, n int64) []byte {
 // would start the performance data, a newline the long output.
 func nagiosText(s string) string {
 	return Printable(strings.NewReplacer("|", "/", "\n", " ", "\r", " ").Replace(s))
-}
-
-// WriteNagiosUnknown writes the status line of an audit that could not run:
-// UNKNOWN, and why.
-func WriteNagiosUnknown(w io.Writer, why string) error {
-	_, err := io.WriteString(w, "TCPKEEP UNKNOWN - "+nagiosText(why)+"\n")
-	return err
 }

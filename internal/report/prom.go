@@ -2,6 +2,7 @@ package report
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/watch"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
@@ -215,6 +217,16 @@ func (m *Metrics) Handler() http.Handler {
 	rt := prometheus.NewRegistry()
 	rt.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(prometheus.Gatherers{m.reg, rt}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Textfile is a watch.Config.Rounds that writes the metrics to path after
+// every round (WriteFile), and logs a failure.
+func (m *Metrics) Textfile(path string, log *slog.Logger) func(watch.Round) {
+	return func(watch.Round) {
+		if err := m.WriteFile(path); err != nil {
+			log.Warn("cannot write the metrics' textfile", "path", path, "err", err.Error())
+		}
+	}
 }
 
 // Write writes the metrics in the text format (node_exporter's textfile

@@ -126,23 +126,31 @@ func TestMetricsFile(t *testing.T) {
 	}
 }
 
-// TestNagios: the plugin's status line: the status matches audit's exit
-// code, the performance data has every code and state, 0 included.
+// TestNagios: the plugin's status line: the status of audit's exit code,
+// the findings added up over the namespaces, and performance data with every
+// severity, code and state, 0 included.
 func TestNagios(t *testing.T) {
-	sum := testSummary()
+	one := &Total{}
+	one.AddAudit(testSummary())
+	two := &Total{Namespaces: 2}
+	two.AddAudit(testSummary())
+	two.AddAudit(&audit.Summary{Findings: map[audit.Code]*[audit.Critical + 1]int{audit.IdleNoKeepalive: {audit.Warning: 2}}, Worst: audit.Warning})
 	for _, tc := range []struct {
-		sum    *audit.Summary
-		failOn audit.Severity
-		want   string
+		code int
+		all  bool
+		t    *Total
+		why  string
+		want string
 	}{
-		{sum, audit.Warning, "TCPKEEP CRITICAL - netns web: 1 finding (1 critical) in 3 sockets: half_open_keepalive 1 | 'findings_critical'=1;;;0 "},
-		{&audit.Summary{Findings: map[audit.Code]*[audit.Critical + 1]int{audit.IdleNoKeepalive: {audit.Warning: 2}}, Worst: audit.Warning}, audit.Critical,
-			"TCPKEEP OK - netns web: 2 findings (2 warning) in 0 sockets: idle_no_keepalive 2 | 'findings_critical'=0;;;0 'findings_warning'=2;;;0 "},
-		{&audit.Summary{Findings: map[audit.Code]*[audit.Critical + 1]int{}}, audit.Warning, "TCPKEEP OK - netns web: no findings in 0 sockets and the keepalive tunables | "},
-		{&audit.Summary{Findings: map[audit.Code]*[audit.Critical + 1]int{}, Interrupted: true}, audit.Warning, "TCPKEEP UNKNOWN - netns web: interrupted after 0 sockets | "},
+		{2, false, one, "", "TCPKEEP CRITICAL - netns web: 1 finding (1 critical) in 3 sockets: half_open_keepalive 1 | 'findings_critical'=1;;;0 'findings_warning'=0;;;0 "},
+		{2, true, two, "", "TCPKEEP CRITICAL - 2 namespaces: 3 findings (1 critical, 2 warning) in 3 sockets: half_open_keepalive 1, idle_no_keepalive 2 | 'findings_critical'=1;;;0 'findings_warning'=2;;;0 "},
+		{0, false, &Total{}, "", "TCPKEEP OK - netns web: no findings in 0 sockets and the keepalive tunables | "},
+		{3, false, &Total{}, "netns web | gone:\nreally", "TCPKEEP UNKNOWN - netns web / gone: really | 'findings_critical'=0;;;0 "},
+		{3, true, two, "netns x: not read", "TCPKEEP UNKNOWN - 2 namespaces: 3 findings (1 critical, 2 warning) in 3 sockets: half_open_keepalive 1, idle_no_keepalive 2; netns x: not read | "},
+		{130, false, one, "interrupted", "TCPKEEP UNKNOWN - netns web: 1 finding"},
 	} {
-		got := string(AppendNagios(nil, "web", tc.sum, tc.failOn))
-		if !strings.HasPrefix(got, tc.want) || strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "s;;;0\n") {
+		got := string(AppendNagios(nil, tc.code, "web", tc.all, tc.t, 1500*time.Millisecond, tc.why))
+		if !strings.HasPrefix(got, tc.want) || strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, " 'duration'=1.500s;;;0\n") {
 			t.Errorf("got  %q\nwant %q...", got, tc.want)
 		}
 		for _, p := range []string{" 'zero_window_stall'=", " 'sysctl_keepalive_after_conntrack'=", " 'sockets_established'=", " 'sockets_closing'="} {
@@ -150,11 +158,6 @@ func TestNagios(t *testing.T) {
 				t.Errorf("%q lacks %s", got, p)
 			}
 		}
-	}
-	var b bytes.Buffer
-	WriteNagiosUnknown(&b, "netns x | y: gone\nreally")
-	if b.String() != "TCPKEEP UNKNOWN - netns x / y: gone really\n" {
-		t.Errorf("unknown: %q", b.String())
 	}
 }
 

@@ -28,9 +28,10 @@ func NewEventWriter(w io.Writer, host string, words Words) *EventWriter {
 
 // Event writes one event.
 func (ew *EventWriter) Event(ev *watch.Event) error {
-	m := Meta{TS: ev.Time, Host: ew.host, NetNS: ev.NetNS}
+	n := &ev.Namespace
+	m := Meta{TS: ev.Time, Host: ew.host, NetNS: ev.NetNS, NetNSInode: n.Ino, ContainerID: n.ContainerID, PodUID: n.PodUID, NetNSComm: n.Comm}
 	words := ew.words
-	if ev.NetNS != "self" {
+	if !n.Self {
 		words.NetNS = ev.NetNS // the command lines messages suggest name it
 	}
 	b := append(ew.buf[:0], '{')

@@ -9,6 +9,14 @@ import (
 	"time"
 )
 
+// Listen listens on addr (host:port) for Serve; "" is no listener.
+func Listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	return net.Listen("tcp", addr)
+}
+
 // Serve answers HTTP on l until ctx ends: /metrics with metrics, and /healthz
 // with 200 "ok" while rounds keep coming and 503 with why when they do not
 // (Healthy). Requests in flight when ctx ends get five seconds to finish.

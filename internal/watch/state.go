@@ -66,7 +66,7 @@ type ending struct {
 // nsState is what the engine holds for one namespace.
 type nsState struct {
 	name  string
-	ino   uint64
+	ns    netns.Namespace // as the last round found it
 	open  map[key]*entry
 	sub   Destroyed
 	alive bool // a reader of sub is running
@@ -109,9 +109,10 @@ var socketCodes = func() []audit.Code {
 func (e *Engine) state(n netns.Namespace, k nsKey) *nsState {
 	st := e.states[k]
 	if st == nil {
-		st = &nsState{name: n.Name, ino: n.Ino, open: map[key]*entry{}, killed: map[uint64]int{}}
+		st = &nsState{name: n.Name, open: map[key]*entry{}, killed: map[uint64]int{}}
 		e.states[k] = st
 	}
+	st.ns = n
 	if st.name != n.Name { // renamed (pid:PID follows the processes in it)
 		if e.cfg.Metrics != nil && st.audited {
 			e.cfg.Metrics.Forget(st.name)
@@ -188,7 +189,7 @@ func (e *Engine) auditNS(ctx context.Context, n netns.Namespace, k nsKey) error 
 		e.cfg.Metrics.Audited(n.Name, start, &sum.Tunables, &sum)
 	}
 	st.audited = true
-	e.reconcile(st, n.Ino, found, seen)
+	e.reconcile(st, found, seen)
 	e.mu.Unlock()
 	if len(e.cfg.Kill) > 0 && ctx.Err() == nil {
 		e.kill(ctx, st, n, kns, cfg)
@@ -197,7 +198,7 @@ func (e *Engine) auditNS(ctx context.Context, n netns.Namespace, k nsKey) error 
 }
 
 // reconcile turns one audit's findings into events. Called with e.mu held.
-func (e *Engine) reconcile(st *nsState, ino uint64, found []audit.Finding, seen map[uint64]bool) {
+func (e *Engine) reconcile(st *nsState, found []audit.Finding, seen map[uint64]bool) {
 	now := time.Now()
 	byKey := make(map[key]int, len(found))
 	for i := range found {
@@ -210,16 +211,16 @@ func (e *Engine) reconcile(st *nsState, ino uint64, found []audit.Finding, seen 
 		}
 		switch d := st.during[k.cookie]; {
 		case k.cookie == 0 || seen[k.cookie]:
-			e.resolve(st, ino, k, en, HowCleared, audit.EndUnknown, now)
+			e.resolve(st, k, en, HowCleared, audit.EndUnknown, now)
 		case d != nil:
-			e.resolve(st, ino, k, en, HowClosed, d.end, now)
+			e.resolve(st, k, en, HowClosed, d.end, now)
 		case st.listening() && !en.missing:
 			// Gone from the dump, not yet freed: the kernel dropped it and the
 			// owner holds it still, or it closed a moment ago and its broadcast
 			// is on the way. One more audit for the broadcast to say how.
 			en.missing = true
 		default:
-			e.resolve(st, ino, k, en, HowClosed, audit.EndUnknown, now)
+			e.resolve(st, k, en, HowClosed, audit.EndUnknown, now)
 		}
 	}
 	for i := range found {
@@ -233,21 +234,21 @@ func (e *Engine) reconcile(st *nsState, ino uint64, found []audit.Finding, seen 
 		}
 		en := &entry{f: found[i], opened: now}
 		st.open[k] = en
-		e.emit(&Event{Kind: Opened, Time: now, NetNS: st.name, NetNSInode: ino, Finding: &en.f})
+		e.emit(&Event{Kind: Opened, Time: now, NetNS: st.name, Namespace: st.ns, Finding: &en.f})
 		if e.cfg.Metrics != nil {
 			e.cfg.Metrics.Opened(st.name, en.f.Code, en.f.Severity)
 		}
 		if d != nil { // flagged, then freed before the audit ended
-			e.resolve(st, ino, k, en, HowClosed, d.end, now)
+			e.resolve(st, k, en, HowClosed, d.end, now)
 		}
 	}
 	st.during, st.lossy = nil, false
 }
 
 // resolve ends an open finding. Called with e.mu held.
-func (e *Engine) resolve(st *nsState, ino uint64, k key, en *entry, how How, end audit.End, now time.Time) {
+func (e *Engine) resolve(st *nsState, k key, en *entry, how How, end audit.End, now time.Time) {
 	delete(st.open, k)
-	e.emit(&Event{Kind: Resolved, Time: now, NetNS: st.name, NetNSInode: ino, Finding: &en.f, How: how, End: end, Open: now.Sub(en.opened)})
+	e.emit(&Event{Kind: Resolved, Time: now, NetNS: st.name, Namespace: st.ns, Finding: &en.f, How: how, End: end, Open: now.Sub(en.opened)})
 	if e.cfg.Metrics != nil {
 		e.cfg.Metrics.Resolved(st.name, en.f.Code, how.String())
 	}
@@ -262,7 +263,7 @@ func (e *Engine) drop(k nsKey, st *nsState) {
 		if kk.cookie == 0 {
 			how = HowCleared
 		}
-		e.resolve(st, st.ino, kk, en, how, audit.EndUnknown, now)
+		e.resolve(st, kk, en, how, audit.EndUnknown, now)
 	}
 	st.unsubscribe()
 	delete(e.states, k)
@@ -365,7 +366,7 @@ func (e *Engine) ended(st *nsState, s *diag.Socket) {
 	}
 	now := time.Now()
 	for _, k := range open {
-		e.resolve(st, st.ino, k, st.open[k], HowClosed, end, now)
+		e.resolve(st, k, st.open[k], HowClosed, end, now)
 	}
 }
 
@@ -385,7 +386,7 @@ func (e *Engine) kill(ctx context.Context, st *nsState, n netns.Namespace, kns k
 	if slices.Contains(e.cfg.Kill, audit.PeerLimitExceeded) {
 		kc.MaxPerPeer = ac.MaxPerPeer
 	}
-	sum, err := kill.Run(context.WithoutCancel(ctx), kns, kc, func(a *kill.Action) { e.acted(st, n.Ino, a) })
+	sum, err := kill.Run(context.WithoutCancel(ctx), kns, kc, func(a *kill.Action) { e.acted(st, a) })
 	e.mu.Lock()
 	e.budget -= sum.Selected
 	e.mu.Unlock()
@@ -396,7 +397,7 @@ func (e *Engine) kill(ctx context.Context, st *nsState, n netns.Namespace, kns k
 
 // acted reports what the kill did to one socket, and resolves the socket's
 // open findings if it closed it.
-func (e *Engine) acted(st *nsState, ino uint64, a *kill.Action) {
+func (e *Engine) acted(st *nsState, a *kill.Action) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var open []key
@@ -418,13 +419,13 @@ func (e *Engine) acted(st *nsState, ino uint64, a *kill.Action) {
 			st.open[k].reported = true
 		}
 	}
-	e.emit(&Event{Kind: Acted, Time: now, NetNS: st.name, NetNSInode: ino, Action: a})
+	e.emit(&Event{Kind: Acted, Time: now, NetNS: st.name, Namespace: st.ns, Action: a})
 	if a.Result != kill.Closed {
 		return
 	}
 	st.killed[a.Socket.Cookie] = e.round
 	for _, k := range open {
-		e.resolve(st, ino, k, st.open[k], HowKilled, audit.EndDestroyed, now)
+		e.resolve(st, k, st.open[k], HowKilled, audit.EndDestroyed, now)
 	}
 }
 

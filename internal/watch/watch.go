@@ -67,10 +67,10 @@ type Event struct {
 	Kind Kind
 	// Time is when the engine learnt it.
 	Time time.Time
-	// NetNS names the namespace (netns.Namespace.Name); NetNSInode is its
-	// inode (0 where unknown).
-	NetNS      string
-	NetNSInode uint64
+	// NetNS names the namespace (Namespace.Name); Namespace is the namespace
+	// as the round found it: its inode and whose it is, where known.
+	NetNS     string
+	Namespace netns.Namespace
 	// Finding is the finding (Opened, Resolved): for Resolved, as the last
 	// audit that saw it saw it.
 	Finding *audit.Finding
@@ -217,6 +217,18 @@ func New(cfg Config) *Engine {
 		}
 	}
 	return e
+}
+
+// All is a Config.Namespaces of every network namespace on the host
+// (netns.Enumerate), found anew every round: a namespace made since the last
+// round is watched from this one, one that is gone is no longer. What
+// enumeration could not look at (netns.Found.Skipped) is not watched.
+func All() ([]netns.Namespace, error) {
+	f, err := netns.Enumerate()
+	if err != nil {
+		return nil, err
+	}
+	return f.Namespaces, nil
 }
 
 // Only is a Config.Namespaces of one namespace, ns, described anew every
