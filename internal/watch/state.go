@@ -173,7 +173,7 @@ func (e *Engine) auditNS(ctx context.Context, n netns.Namespace, k nsKey) error 
 		st.during = nil
 		e.mu.Unlock()
 		if e.cfg.Metrics != nil && !errors.Is(err, netns.ErrNotExist) {
-			var t = &sum.Tunables
+			t := &sum.Tunables
 			if !sum.HaveTunables {
 				t = nil
 			}
