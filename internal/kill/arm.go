@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 )
 
@@ -33,7 +35,8 @@ type ArmConfig struct {
 	// Findings selects sockets that audit rules with these codes flag (tunable
 	// codes and peer_limit_exceeded select nothing).
 	Findings []audit.Code
-	// Audit holds the rules' thresholds and the namespace's tunables.
+	// Audit holds the rules' thresholds; Arm reads the namespace's tunables
+	// into it when Findings is not empty.
 	Audit audit.Config
 	// Listeners lets LISTEN sockets be selected: the connections they accept
 	// afterwards inherit the values. Without it they never are.
@@ -90,6 +93,10 @@ type ArmSummary struct {
 	DryRun bool
 	// Stopped: a refusal that holds for every socket ended the run early.
 	Stopped bool
+	// Interrupted says the run's context ended first.
+	Interrupted bool
+	// Duration is how long Arm took.
+	Duration time.Duration
 }
 
 // ArmResult maps what taking or arming a socket returned to a Result: the
@@ -134,11 +141,12 @@ type armRun struct {
 	stop error
 }
 
-// Arm selects sockets from one dump, as Run does, and sets cfg.Keepalive on
-// each through a duplicate of its owner's descriptor (proc.Finder.Take: the
-// duplicate is checked to be the very socket the dump reported, inode and
-// cookie), reading the options before and after. Every selected socket's
-// ArmAction goes to emit, in dump order.
+// Arm selects sockets from one dump of ns, as Run does, and sets
+// cfg.Keepalive on each through a duplicate of its owner's descriptor
+// (proc.Finder.Take: the duplicate is checked to be the very socket the dump
+// reported, inode and cookie), reading the options before and after. Every
+// selected socket's ArmAction goes to emit, in dump order. Like Run, it needs
+// no command line: a namespace, a configuration and a sink.
 //
 // A socket is handled once however many processes hold it: the dump lists it
 // once, and the first owner found (the lowest PID) is the one it is taken
@@ -146,13 +154,29 @@ type armRun struct {
 // socket's own descriptor is duplicated.
 //
 // Arm returns the summary and the error that ended it early: a failed dump,
-// a failed scan of /proc, or a refusal that holds for every socket (a kernel
-// without pidfd_getfd, or no ptrace rights), wrapped with ErrStopped.
-func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction)) (ArmSummary, error) {
+// ctx's end (the summary says Interrupted), a failed scan of /proc, or a
+// refusal that holds for every socket (a kernel without pidfd_getfd, or no
+// ptrace rights), wrapped with ErrStopped (the summary says Stopped).
+func Arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)) (ArmSummary, error) {
+	start := time.Now()
+	sum, err := arm(ctx, ns, cfg, emit)
+	sum.Duration = time.Since(start)
+	sum.Interrupted = err != nil && ctx.Err() != nil
+	return sum, err
+}
+
+func arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)) (ArmSummary, error) {
 	a := &armRun{cfg: cfg, emit: emit}
 	a.sum.DryRun = cfg.DryRun
 	if err := cfg.Keepalive.Check(); err != nil {
 		return a.sum, err
+	}
+	if len(cfg.Findings) > 0 {
+		t, err := ns.Tunables()
+		if err != nil {
+			return a.sum, err
+		}
+		cfg.Audit.Tunables = t
 	}
 	a.sel = &run{cfg: Config{Filter: cfg.Filter, All: cfg.All, Findings: cfg.Findings, Audit: cfg.Audit, Listeners: cfg.Listeners}}
 	a.sel.aud = auditor(cfg.Findings, cfg.Audit)
@@ -168,6 +192,11 @@ func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction))
 			return a.sum, err
 		}
 	}
+	dump, err := ns.Dial()
+	if err != nil {
+		return a.sum, err
+	}
+	defer dump.Close()
 	for s, err := range dump.Sockets(ctx, cfg.Filter) {
 		if err != nil {
 			return a.sum, err
@@ -180,11 +209,9 @@ func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction))
 		if !ok {
 			continue
 		}
-		var o proc.Owner
 		if cfg.PID != 0 {
 			// Only the process's own sockets are selected at all.
-			var err error
-			if o, err = a.f.Find(s.Inode); err != nil || o.PID != cfg.PID {
+			if o, err := a.f.Find(s.Inode); err != nil || o.PID != cfg.PID {
 				continue
 			}
 		}

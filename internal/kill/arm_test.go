@@ -41,15 +41,15 @@ func (a armAct) String() string {
 	return fmt.Sprintf("%s %s pid %d fd %d: %s %v (before %+v after %+v)", a.sock.ID(), a.sock.State, a.pid, a.fd, a.result, a.err, a.before, a.after)
 }
 
-// armNS runs kill.Arm on ns with one dump Conn.
+// armNS runs kill.Arm on ns.
 func armNS(t *testing.T, ns *testnet.NS, cfg kill.ArmConfig) ([]armAct, kill.ArmSummary, error) {
 	t.Helper()
-	return armWith(dialNS(t, ns), cfg)
+	return armWith(kernel.Live(ns.NetNS()), cfg)
 }
 
-func armWith(dump kill.Dumper, cfg kill.ArmConfig) ([]armAct, kill.ArmSummary, error) {
+func armWith(k kernel.NS, cfg kill.ArmConfig) ([]armAct, kill.ArmSummary, error) {
 	var acts []armAct
-	sum, err := kill.Arm(context.Background(), cfg, dump, func(a *kill.ArmAction) {
+	sum, err := kill.Arm(context.Background(), k, cfg, func(a *kill.ArmAction) {
 		c := armAct{sock: *a.Socket, fd: a.FD, mptcp: a.MPTCP, reason: a.Reason, result: a.Result, err: a.Err}
 		if a.Owner != nil {
 			c.pid = a.Owner.PID
@@ -503,13 +503,8 @@ func TestHelperArmWithoutCapSysPtrace(t *testing.T) {
 	name, p, _ := strings.Cut(spec, ":")
 	port, _ := strconv.Atoi(p)
 	nsv := netns.NS{Spec: name, Path: netns.RunDir + "/" + name}
-	conn, err := diag.Dial(nsv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	filter := portFilter(uint16(port), diag.StateEstablished)
-	acts, sum, err := armWith(conn, kill.ArmConfig{Filter: filter, All: true, Keepalive: values(2*time.Second, time.Second, 3)})
+	acts, sum, err := armWith(kernel.Live(nsv), kill.ArmConfig{Filter: filter, All: true, Keepalive: values(2*time.Second, time.Second, 3)})
 	var pe *proc.PermissionError
 	if !errors.Is(err, kill.ErrStopped) || !errors.As(err, &pe) {
 		t.Fatalf("arm without CAP_SYS_PTRACE: %v, want ErrStopped and a *proc.PermissionError", err)
