@@ -38,6 +38,7 @@ func explain(err error) string {
 	msg := err.Error()
 	perm := errors.Is(err, os.ErrPermission)
 	var rb *sysctl.RollbackError
+	var pe *proc.PermissionError
 	hint := ""
 	switch {
 	case errors.Is(err, netns.ErrEnter) && perm:
@@ -48,12 +49,20 @@ func explain(err error) string {
 		hint = notExistHint(err)
 	case errors.Is(err, netns.ErrNotNetNS):
 		hint = "give a namespace file such as /proc/PID/ns/net or /run/netns/NAME"
+	case errors.As(err, &pe) && pe.Cause == proc.PermYama && pe.YamaScope >= 3:
+		hint = "nothing but a reboot lowers it"
+	case errors.As(err, &pe) && pe.Cause == proc.PermYama:
+		hint = "run tcpkeep as root (with CAP_SYS_PTRACE), or lower kernel.yama.ptrace_scope to 1"
+	case errors.As(err, &pe) && pe.Cause == proc.PermOther:
+		hint = "look for the security module's denial in the kernel log (SELinux: ausearch -m avc; AppArmor: dmesg)"
 	case errors.Is(err, proc.ErrNotPermitted):
-		hint = "reading another process's socket options needs CAP_SYS_PTRACE (run as root)"
+		hint = "another process's sockets needs CAP_SYS_PTRACE: run tcpkeep as root, or give it the capability (systemd: AmbientCapabilities=CAP_SYS_PTRACE; a container: SYS_PTRACE and the host's PID namespace)"
 	case errors.Is(err, proc.ErrUnsupported):
 		hint = "pidfd_getfd needs Linux 5.6"
+	case errors.Is(err, proc.ErrNoProcess):
+		hint = "is the process running?"
 	case errors.Is(err, diag.ErrDestroyUnsupported):
-		hint = "this kernel cannot close sockets from outside: it needs CONFIG_INET_DIAG_DESTROY=y"
+		hint = "this kernel cannot close sockets from outside (it needs CONFIG_INET_DIAG_DESTROY=y): close them through their owners with kill --via-owner"
 	case errors.Is(err, diag.ErrUnsupported):
 		hint = "load the modules: modprobe inet_diag tcp_diag"
 	case errors.As(err, &rb) && perm:

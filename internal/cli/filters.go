@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 )
 
@@ -84,6 +87,102 @@ func (f *filterFlags) namesListening() bool {
 	return false
 }
 
+// selectFlags are what kill and arm select sockets by: the filters, --finding
+// and the audit rules' thresholds, so that a selection means the same in both.
+type selectFlags struct {
+	filterFlags
+	codes []audit.Code
+	th    thresholdFlags
+}
+
+// addSelectFlags adds the selection flags; verb is what the command does to
+// a socket (close, arm). Only kill has --max-per-peer.
+func addSelectFlags(fs *pflag.FlagSet, s *selectFlags, verb, states string) {
+	addFilterFlags(fs, &s.filterFlags, states)
+	parse := func(v string) ([]audit.Code, error) { return parseFindings(s.codes, v, verb) }
+	fs.Var(&value[[]audit.Code]{v: &s.codes, arg: "CODES", parse: parse}, "finding", verb+" sockets flagged with these finding codes, comma-separated (see above)")
+	addThresholdFlags(fs, &s.th, verb == "close")
+}
+
+// selection checks the selection flags and builds the filter, with def as the
+// states without --state. other says another selector was given (kill's
+// --max-per-peer, arm's --pid): at least one is required. LISTEN stays out
+// unless --state names it, which listeners reports.
+func (s *selectFlags) selection(fs *pflag.FlagSet, cmd, verb string, def diag.StateSet, other string) (filter *diag.Filter, listeners bool, err error) {
+	if err := s.th.check(); err != nil {
+		return nil, false, err
+	}
+	if filter, err = s.filter(def); err != nil {
+		return nil, false, err
+	}
+	// A filter selects only if it narrows: --ipv4=false, -4 -6 or --sport 0-65535
+	// are given but select everything, and everything is never the default.
+	narrows := fs.Changed("state") || filter.Family != 0 || !filter.SPort.Any() || !filter.DPort.Any() ||
+		filter.Src.IsValid() || filter.Dst.IsValid()
+	if !narrows && len(s.codes) == 0 && !fs.Changed(other) {
+		return nil, false, usagef("%s: say what to %s: filters that narrow (--state, --sport, --dport, --src, --dst, -4, -6), --finding CODE or --%s N; tcpkeep never %ss everything by default (see -h)", cmd, verb, other, verb)
+	}
+	listeners = s.namesListening()
+	for _, c := range s.codes {
+		switch {
+		case c == audit.PeerLimitExceeded && cmd != "kill":
+			return nil, false, usagef("--finding peer_limit_exceeded selects a peer's surplus connections, which kill --max-per-peer closes; %s acts on what a rule flags one socket at a time", cmd)
+		case c == audit.PeerLimitExceeded && !fs.Changed("max-per-peer"):
+			return nil, false, usagef("--finding peer_limit_exceeded needs --max-per-peer N: the limit it enforces")
+		case c == audit.IdleOverlong && s.th.IdleLimit <= 0:
+			return nil, false, usagef("--finding idle_overlong needs --idle-limit D: how long a connection may stay idle, as 1h")
+		case c == audit.ListenQueueFull && !listeners:
+			return nil, false, usagef("--finding listen_queue_full %ss listeners: add --state listening to say so", verb)
+		}
+	}
+	if !listeners {
+		filter.States &^= diag.Of(diag.StateListen)
+	}
+	return filter, listeners, nil
+}
+
+// parseFindings adds the finding codes of s, comma-separated, to codes: codes
+// of socket rules only.
+func parseFindings(codes []audit.Code, s, verb string) ([]audit.Code, error) {
+	for _, v := range strings.Split(s, ",") {
+		c := audit.Code(strings.TrimSpace(v))
+		switch {
+		case !slices.Contains(audit.Codes, c):
+			var names []string
+			for _, k := range audit.Codes {
+				if !k.Tunable() {
+					names = append(names, string(k))
+				}
+			}
+			return nil, fmt.Errorf("unknown finding code %q (codes of socket findings: %s)", c, strings.Join(names, ", "))
+		case c.Tunable():
+			return nil, fmt.Errorf("%s is about the namespace's keepalive tunables, not a socket: there is nothing to %s (fix it with tcpkeep sysctl recommend --apply)", c, verb)
+		case !slices.Contains(codes, c):
+			codes = append(codes, c)
+		}
+	}
+	return codes, nil
+}
+
+// ended is how kill and arm end once their writer has finished: interrupted,
+// stopped at a refusal that holds for every socket, failed, or with sockets
+// that could not be done (their records say why).
+func ended(ns netns.NS, cmd, done string, interrupted, stopped bool, runErr, werr error, failed, selected int) error {
+	switch {
+	case interrupted:
+		return errInterrupted
+	case stopped:
+		return inNS(ns, fmt.Errorf("%s: %w; nothing else was tried", cmd, runErr))
+	case runErr != nil:
+		return inNS(ns, runErr)
+	case werr != nil:
+		return werr
+	case failed > 0:
+		return fmt.Errorf("%s: %d of %d selected sockets could not be %s (their records say why)", cmd, failed, selected, done)
+	}
+	return nil
+}
+
 // thresholdFlags are the audit rules' thresholds. audit and kill (for
 // --finding) define them once, here, so a threshold means the same in both.
 type thresholdFlags struct {
@@ -91,15 +190,18 @@ type thresholdFlags struct {
 	fs *pflag.FlagSet
 }
 
-// addThresholdFlags adds the threshold flags to fs, at DESIGN.md's defaults.
-func addThresholdFlags(fs *pflag.FlagSet, f *thresholdFlags) {
+// addThresholdFlags adds the threshold flags to fs, at DESIGN.md's defaults;
+// --max-per-peer with perPeer.
+func addThresholdFlags(fs *pflag.FlagSet, f *thresholdFlags, perPeer bool) {
 	f.fs = fs
 	f.MaxIdle, f.CloseWaitAfter, f.RetransThreshold = audit.DefaultMaxIdle, audit.DefaultCloseWaitAfter, audit.DefaultRetransThreshold
 	durationVar(fs, &f.MaxIdle, "max-idle", "idle_no_keepalive: flag ESTABLISHED connections without keepalive idle this long")
 	durationVar(fs, &f.IdleLimit, "idle-limit", "idle_overlong: flag connections idle this long, keepalive or not (default off)")
 	durationVar(fs, &f.CloseWaitAfter, "close-wait-after", "close_wait_stale: flag CLOSE_WAIT sockets idle this long")
 	countVar(fs, &f.RetransThreshold, 1, 255, "retrans-threshold", "half_open_retrans: flag after this many unacknowledged retransmissions in a row")
-	countVar(fs, &f.MaxPerPeer, 1, 1<<30, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
+	if perPeer {
+		countVar(fs, &f.MaxPerPeer, 1, 1<<30, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
+	}
 	durationVar(fs, &f.PathIdleTimeout, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
 }
 

@@ -17,7 +17,7 @@ type command struct {
 var commands []command
 
 func init() {
-	commands = []command{{"sysctl", runSysctl}, {"conns", runConns}, {"audit", runAudit}, {"kill", runKill},
+	commands = []command{{"sysctl", runSysctl}, {"conns", runConns}, {"audit", runAudit}, {"kill", runKill}, {"arm", runArm},
 		{"probe", runProbe}, {"version", runVersion}, {"help", runHelp}}
 }
 
