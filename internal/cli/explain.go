@@ -55,8 +55,10 @@ func explain(err error) string {
 		hint = "run tcpkeep as root (with CAP_SYS_PTRACE), or lower kernel.yama.ptrace_scope to 1"
 	case errors.As(err, &pe) && pe.Cause == proc.PermOther:
 		hint = "look for the security module's denial in the kernel log (SELinux: ausearch -m avc; AppArmor: dmesg)"
+	case errors.As(err, &pe):
+		hint = "run tcpkeep as root, or give it the capability (systemd: AmbientCapabilities=CAP_SYS_PTRACE; a container: SYS_PTRACE and the host's PID namespace)"
 	case errors.Is(err, proc.ErrNotPermitted):
-		hint = "another process's sockets needs CAP_SYS_PTRACE: run tcpkeep as root, or give it the capability (systemd: AmbientCapabilities=CAP_SYS_PTRACE; a container: SYS_PTRACE and the host's PID namespace)"
+		hint = "another process's sockets needs CAP_SYS_PTRACE (run as root)"
 	case errors.Is(err, proc.ErrUnsupported):
 		hint = "pidfd_getfd needs Linux 5.6"
 	case errors.Is(err, proc.ErrNoProcess):

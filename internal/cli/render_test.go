@@ -86,6 +86,21 @@ var optional = map[string][]string{
 	"action":  {"message", "error", "before", "after"},
 }
 
+// wantKeys are the key sets of docs/output.md, the header and optional keys
+// taken out.
+var wantKeys = map[string][]string{
+	"conns_summary": {"by_state", "duration_ms", "interrupted", "sockets"},
+	"audit_summary": {"by_state", "duration_ms", "findings", "interrupted", "sockets", "worst"},
+	"kill_summary":  {"closed", "dry_run", "duration_ms", "failed", "gone", "interrupted", "selected", "sockets", "stopped"},
+	"arm_summary":   {"armed", "dry_run", "duration_ms", "failed", "gone", "interrupted", "selected", "sockets", "stopped", "unchanged", "values", "would_arm"},
+	"sysctl":        {"dead_peer_detect_s", "keepalive_intvl_s", "keepalive_probes", "keepalive_time_s", "retrans_give_up_ms", "tcp_fin_timeout_s", "tcp_orphan_retries", "tcp_retries2"},
+	"finding":       {"code", "message", "remedy", "severity"},
+	"action":        {"action", "reason", "result", "socket"},
+	"socket":        {"cookie", "family", "inode", "local", "recv_q", "remote", "send_q", "state", "timer", "timer_expires_ms", "timer_retrans", "uid"},
+	"version":       {"commit", "go", "version"},
+	"sysctl_set":    {"dry_run", "new", "old"},
+}
+
 // TestOneTypeOneKeySet: every record has its type; one type has one key set
 // in every command and format; a nested record is the record's own keys
 // without the header; audit's tunables are sysctl's; the same socket is the
@@ -191,18 +206,7 @@ func TestOneTypeOneKeySet(t *testing.T) {
 			}
 		}
 	}
-	for typ, want := range map[string][]string{
-		"conns_summary": {"by_state", "duration_ms", "interrupted", "sockets"},
-		"audit_summary": {"by_state", "duration_ms", "findings", "interrupted", "sockets", "worst"},
-		"kill_summary":  {"closed", "dry_run", "duration_ms", "failed", "gone", "interrupted", "selected", "sockets", "stopped"},
-		"arm_summary":   {"armed", "dry_run", "duration_ms", "failed", "gone", "interrupted", "selected", "sockets", "stopped", "unchanged", "values", "would_arm"},
-		"sysctl":        {"dead_peer_detect_s", "keepalive_intvl_s", "keepalive_probes", "keepalive_time_s", "retrans_give_up_ms", "tcp_fin_timeout_s", "tcp_orphan_retries", "tcp_retries2"},
-		"finding":       {"code", "message", "remedy", "severity"},
-		"action":        {"action", "reason", "result", "socket"},
-		"socket":        {"cookie", "family", "inode", "local", "recv_q", "remote", "send_q", "state", "timer", "timer_expires_ms", "timer_retrans", "uid"},
-		"version":       {"commit", "go", "version"},
-		"sysctl_set":    {"dry_run", "new", "old"},
-	} {
+	for typ, want := range wantKeys {
 		if got := byType[typ]; !slices.Equal(got, want) {
 			t.Errorf("%s keys %v, want %v", typ, got, want)
 		}
