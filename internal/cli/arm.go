@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"time"
 
@@ -83,15 +84,8 @@ func runArm(e *env, args []string) error {
 		Listeners: listeners, Keepalive: k, DryRun: *dryRun, PID: pid}
 	w := report.NewArmWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{NetNS: e.netnsSpec}, k, *dryRun, *procs)
 	var werr error
-	sum, runErr := kill.Arm(e.ctx, kns, cfg, func(a *kill.ArmAction) {
-		if werr == nil {
-			werr = w.Action(a)
-		}
-	})
-	if err := w.Finish(&sum); werr == nil {
-		werr = err
-	}
-	return ended(ns, "arm", "armed", sum.Interrupted, sum.Stopped, runErr, werr, sum.Failed, sum.Selected)
+	sum, runErr := kill.Arm(e.ctx, kns, cfg, sink(w.Action, &werr))
+	return ended(ns, "arm", "armed", sum.Interrupted, sum.Stopped, runErr, cmp.Or(werr, w.Finish(&sum)), sum.Failed, sum.Selected)
 }
 
 // armModel is what sysctl recommend would recommend for the path: the values

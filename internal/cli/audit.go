@@ -84,11 +84,7 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	cfg.Owners = owners
 	w := report.NewAuditWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{Sockopts: true, Remedy: true, NetNS: e.netnsSpec})
 	var werr error
-	sum, err := audit.Run(e.ctx, k, cfg, func(f *audit.Finding) {
-		if werr == nil {
-			werr = w.Finding(f)
-		}
-	})
+	sum, err := audit.Run(e.ctx, k, cfg, sink(w.Finding, &werr))
 	if err != nil && !sum.Interrupted {
 		return 0, 0, promFailure(e, *promFile, ns, start, &sum, inNS(ns, err))
 	}

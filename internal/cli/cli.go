@@ -144,5 +144,16 @@ func (e *env) meta(ns string) report.Meta {
 	return report.Meta{TS: e.now().UTC(), Host: host, NetNS: ns}
 }
 
+// sink hands an engine's records to write until a write fails, and keeps
+// that failure in *err: the engine runs to its end (what it did is done),
+// the output stops at a whole record.
+func sink[T any](write func(T) error, err *error) func(T) {
+	return func(v T) {
+		if *err == nil {
+			*err = write(v)
+		}
+	}
+}
+
 // format is -o as report names it.
 func (e *env) format() report.Format { return report.Format(e.output) }

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -144,24 +143,13 @@ func (s *selectFlags) selection(fs *pflag.FlagSet, cmd, verb string, def diag.St
 // parseFindings adds the finding codes of s, comma-separated, to codes: codes
 // of socket rules only.
 func parseFindings(codes []audit.Code, s, verb string) ([]audit.Code, error) {
-	for _, v := range strings.Split(s, ",") {
-		c := audit.Code(strings.TrimSpace(v))
-		switch {
-		case !slices.Contains(audit.Codes, c):
-			var names []string
-			for _, k := range audit.Codes {
-				if !k.Tunable() {
-					names = append(names, string(k))
-				}
-			}
-			return nil, fmt.Errorf("unknown finding code %q (codes of socket findings: %s)", c, strings.Join(names, ", "))
-		case c.Tunable():
+	codes, err := audit.ParseCodes(codes, s)
+	for _, c := range codes {
+		if c.Tunable() {
 			return nil, fmt.Errorf("%s is about the namespace's keepalive tunables, not a socket: there is nothing to %s (fix it with tcpkeep sysctl recommend --apply)", c, verb)
-		case !slices.Contains(codes, c):
-			codes = append(codes, c)
 		}
 	}
-	return codes, nil
+	return codes, err
 }
 
 // ended is how kill and arm end once their writer has finished: interrupted,

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/tcpkeep/tcpkeep/internal/kill"
@@ -40,14 +41,8 @@ func runKill(e *env, args []string) error {
 	}
 	w := report.NewKillWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{NetNS: e.netnsSpec}, *dryRun, *procs)
 	var werr error
-	sum, runErr := kill.Run(e.ctx, k, cfg, func(a *kill.Action) {
-		if werr == nil {
-			werr = w.Action(a)
-		}
-	})
-	if err := w.Finish(&sum); werr == nil {
-		werr = err
-	}
+	sum, runErr := kill.Run(e.ctx, k, cfg, sink(w.Action, &werr))
+	werr = cmp.Or(werr, w.Finish(&sum))
 	if err := cfg.Owners.Err(); err != nil {
 		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s\n", explain(err))
 	}

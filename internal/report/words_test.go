@@ -45,3 +45,13 @@ func TestRemediesPointToArm(t *testing.T) {
 		}
 	}
 }
+
+// TestNearest: what "did you mean" offers.
+func TestNearest(t *testing.T) {
+	names := []string{"sysctl", "conns", "audit", "kill", "arm", "probe"}
+	for in, want := range map[string]string{"audt": "audit", "sysclt": "sysctl", "con": "conns", "kil": "kill", "amr": "arm", "frobnicate": "", "": ""} {
+		if got := Nearest(in, names); got != want {
+			t.Errorf("Nearest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
