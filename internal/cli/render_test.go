@@ -381,6 +381,12 @@ func TestKillClosesWhatItSelects(t *testing.T) {
 	if r.code != exitError || !strings.Contains(r.stderr, "nothing else was tried") || !strings.Contains(r.stderr, "CAP_NET_ADMIN") {
 		t.Errorf("a refused destroy: exit %d, %q", r.code, r.stderr)
 	}
+	k = fakeNS(t, mixed(3)...)
+	k.DestroyErr = fmt.Errorf("destroy: %w", diag.ErrDestroyUnsupported)
+	r = runCLI(t, withKernel(k), "kill", "--dport", "443")
+	if r.code != exitError || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "CONFIG_INET_DIAG_DESTROY") || !strings.Contains(r.stderr, "kill --via-owner") {
+		t.Errorf("a kernel that cannot destroy: exit %d, %q; want one line suggesting --via-owner", r.code, r.stderr)
+	}
 }
 
 // errPermission is what the kernel answers a destroy without CAP_NET_ADMIN.
