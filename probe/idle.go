@@ -76,7 +76,8 @@ type Trial struct {
 type IdleResult struct {
 	// Estimate is the path's idle timeout as far as it is known: the longest idle
 	// period that survived (so a keepalive or heartbeat within it is safe). The
-	// real timeout lies between Survived and Died.
+	// real timeout lies between Survived and Died. It is 0 when nothing died:
+	// then no timeout was found up to Max, and Survived is only a lower bound.
 	Estimate time.Duration
 	// Survived is the longest idle period that survived; zero if none did.
 	Survived time.Duration
@@ -152,7 +153,10 @@ func DiscoverIdle(ctx context.Context, cfg IdleConfig, onTrial func(Trial)) (Idl
 			}
 		}
 	}
-	res.Survived, res.Died, res.Estimate = lo, hi, lo
+	res.Survived, res.Died = lo, hi
+	if hi > 0 {
+		res.Estimate = lo
+	}
 	return res, nil
 }
 

@@ -9,5 +9,12 @@
 // kernel takes the Namespace to work in; ProcSys does the same work on the calling
 // thread, under any /proc/sys tree.
 //
+// It also holds tcpkeep's one model of the kernel's TCP clocks (Socket,
+// Keepalive.Cadence, Keepalive.DeadPeerDetect): when a connection probes and
+// when the kernel drops it, each formula citing the kernel function it follows
+// (docs/model.md); the idle timeouts of common middleboxes and the path
+// timeout to plan for (ChoosePath); and recommendations that follow the model
+// (Recommend).
+//
 // The package prints nothing and parses no flags.
 package sysctl

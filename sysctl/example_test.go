@@ -39,16 +39,22 @@ func ExampleProcSys_Read() {
 // Values for connections behind an AWS Network Load Balancer, which forgets a
 // flow idle for 350 s, that notice a dead peer within 5 minutes.
 func ExampleRecommend() {
-	m, _ := sysctl.LookupMiddlebox("aws-nlb")
-	r, err := sysctl.Recommend(sysctl.Request{PathIdleTimeout: m.IdleTimeout, PathName: m.Name, DetectWithin: 5 * time.Minute})
+	path, err := sysctl.ChoosePath(sysctl.PathChoice{Behind: "aws-nlb"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println("first probe before the balancer forgets:", r.Time < m.IdleTimeout)
+	r, err := sysctl.Recommend(sysctl.Request{Path: path, DetectWithin: 5 * time.Minute})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("a probe every", r.Cadence(), "under the balancer's", path.IdleTimeout, "less a margin:", r.Cadence() <= path.IdleTimeout-sysctl.Margin(path.IdleTimeout))
+	fmt.Println("a dead peer found within the target:", r.DeadPeerDetect() <= 5*time.Minute)
 	fmt.Println("enough probes that one lost does not kill a live connection:", r.Probes >= sysctl.MinProbes)
 	// Output:
-	// first probe before the balancer forgets: true
+	// a probe every 2m11s under the balancer's 5m50s less a margin: true
+	// a dead peer found within the target: true
 	// enough probes that one lost does not kill a live connection: true
 }
 

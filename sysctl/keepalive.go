@@ -27,12 +27,6 @@ type Keepalive struct {
 	Probes int
 }
 
-// DeadPeerDetect is how long after the last data an idle connection to a dead peer
-// is dropped: Time + Intvl x Probes.
-func (k Keepalive) DeadPeerDetect() time.Duration {
-	return k.Time + time.Duration(k.Probes)*k.Intvl
-}
-
 // Validate checks that every value is whole seconds within the range setsockopt
 // accepts. The error names the tunable and the range.
 func (k Keepalive) Validate() error {
@@ -53,37 +47,4 @@ func checkSeconds(name string, d, max time.Duration) error {
 		return fmt.Errorf("%s %v: want whole seconds from 1 to %d", name, d, max/time.Second)
 	}
 	return nil
-}
-
-// Linux's retransmission timer bounds (TCP_RTO_MIN, TCP_RTO_MAX).
-const (
-	rtoMin = 200 * time.Millisecond
-	rtoMax = 120 * time.Second
-)
-
-// RetransGiveUp is how long the kernel retransmits unacknowledged data to a silent
-// peer before it drops the connection, for a given tcp_retries2 and an initial
-// RTO of TCP_RTO_MIN: the sum of the exponential backoffs, each capped at
-// TCP_RTO_MAX. At the default 15 that is 924.6 s. It is the kernel's own
-// computation (retransmits_timed_out); a path with a longer RTT takes longer.
-func RetransGiveUp(retries2 int) time.Duration {
-	if retries2 <= 0 {
-		return 0
-	}
-	// Doubling stops at the last backoff below TCP_RTO_MAX (ilog2(120 s / 200 ms) = 9).
-	const thresh = 9
-	if retries2 <= thresh {
-		return time.Duration((2<<retries2)-1) * rtoMin
-	}
-	return time.Duration((2<<thresh)-1)*rtoMin + time.Duration(retries2-thresh)*rtoMax
-}
-
-// OrphanRetries is how many retransmission backoffs the kernel allows a socket
-// the application has closed (an orphan) before it drops it: tcp_orphan_retries,
-// where the default 0 means 8 (tcp_orphan_retries() in the kernel).
-func OrphanRetries(sysctlValue int) int {
-	if sysctlValue <= 0 {
-		return 8
-	}
-	return sysctlValue
 }

@@ -33,30 +33,3 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestDeadPeerDetect(t *testing.T) {
-	if got, want := Defaults.DeadPeerDetect(), 2*time.Hour+11*time.Minute+15*time.Second; got != want {
-		t.Fatalf("defaults detect a dead peer after %v, want %v", got, want)
-	}
-}
-
-// The sums the kernel's tcp_model_timeout computes for an initial RTO of 200 ms.
-func TestRetransGiveUp(t *testing.T) {
-	for _, tc := range []struct {
-		retries2 int
-		want     time.Duration
-	}{
-		{0, 0},
-		{1, 600 * time.Millisecond},                        // 0.2 + 0.4
-		{3, 3 * time.Second},                               // 0.2 + 0.4 + 0.8 + 1.6
-		{8, 102200 * time.Millisecond},                     // (2^9 - 1) x 0.2
-		{9, 204600 * time.Millisecond},                     // last doubling
-		{10, 204600*time.Millisecond + 120*time.Second},    // then TCP_RTO_MAX each
-		{15, 924600 * time.Millisecond},                    // the default: 924.6 s
-		{20, 204600*time.Millisecond + 11*120*time.Second}, //
-	} {
-		if got := RetransGiveUp(tc.retries2); got != tc.want {
-			t.Errorf("RetransGiveUp(%d) = %v, want %v", tc.retries2, got, tc.want)
-		}
-	}
-}

@@ -3,59 +3,8 @@ package sysctl
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
-
-// Middlebox is a kind of device on a path whose idle timeout is known: after that
-// long without a packet it forgets a TCP flow, and later packets of the flow are
-// dropped or reset.
-type Middlebox struct {
-	// Name is what --behind takes.
-	Name string
-	// IdleTimeout is how long the device keeps an idle established TCP flow.
-	IdleTimeout time.Duration
-	// Source says where the number comes from.
-	Source string
-}
-
-// Middleboxes are the idle timeouts of common middleboxes, as their vendors
-// document them (README cites each). The local conntrack timeout is read from the
-// namespace instead.
-var Middleboxes = []Middlebox{
-	{"aws-nlb", 350 * time.Second, "AWS Network Load Balancer: TCP idle timeout 350 s (Elastic Load Balancing user guide, 'Connection idle timeout')"},
-	{"aws-nat", 350 * time.Second, "AWS NAT gateway: idle connections time out after 350 s (Amazon VPC user guide, 'Troubleshoot NAT gateways')"},
-	{"azure-lb", 240 * time.Second, "Azure Load Balancer: TCP idle timeout 4 minutes by default (Azure docs, 'Configure TCP reset and idle timeout')"},
-	{"gcp-cloud-nat", 1200 * time.Second, "Google Cloud NAT: TCP established connection idle timeout 1200 s (Cloud NAT docs, 'NAT timeouts')"},
-	{"gcp-vpc", 600 * time.Second, "Google Cloud VPC firewall connection tracking: idle TCP connections are forgotten after 10 minutes (VPC firewall rules docs)"},
-}
-
-// ConntrackName is the --behind name for the local nf_conntrack timeout, which
-// the caller reads from the namespace (Tunables.ConntrackEstablished).
-const ConntrackName = "conntrack"
-
-// LookupMiddlebox finds a middlebox by name.
-func LookupMiddlebox(name string) (Middlebox, bool) {
-	for _, m := range Middleboxes {
-		if m.Name == name {
-			return m, true
-		}
-	}
-	return Middlebox{}, false
-}
-
-// MiddleboxNames lists the names LookupMiddlebox knows, and ConntrackName.
-func MiddleboxNames() string {
-	var n []string
-	for _, m := range Middleboxes {
-		n = append(n, m.Name)
-	}
-	return strings.Join(append(n, ConntrackName), ", ")
-}
-
-// AssumedPathIdleTimeout is what Recommend plans for when the path is unknown: the
-// shortest default among the common middleboxes (Azure Load Balancer's 4 minutes).
-const AssumedPathIdleTimeout = 240 * time.Second
 
 // MaxRecommendedTime is the longest idle time Recommend proposes. A path that
 // keeps idle flows for hours (a local conntrack's 5 days) does not constrain
@@ -68,82 +17,188 @@ const MaxRecommendedTime = time.Hour
 // kill a live connection.
 const MinProbes = 3
 
+// Probe counts and interval Recommend aims for: as many probes as the kernel's
+// default where the target leaves room, no interval longer than its default.
+const (
+	recommendedProbes   = 9
+	maxRecommendedIntvl = 75 * time.Second
+)
+
 // Request is what a recommendation must satisfy.
 type Request struct {
-	// PathIdleTimeout is how long the path keeps an idle flow; zero means unknown
-	// (AssumedPathIdleTimeout is used).
-	PathIdleTimeout time.Duration
-	// PathName names where PathIdleTimeout comes from, for the reason ("aws-nlb").
-	PathName string
+	// Path is the path's idle timeout and where it comes from (ChoosePath); a
+	// zero IdleTimeout plans for AssumedPathIdleTimeout.
+	Path Path
 	// DetectWithin is the longest a dead idle peer may go unnoticed; zero means no
 	// target beyond keeping the path alive.
 	DetectWithin time.Duration
+	// Heartbeat is the period of an application heartbeat on the connections;
+	// zero for none.
+	Heartbeat time.Duration
 }
 
-// Recommendation is a set of tunables and why.
+// Recommendation is a set of tunables, the facts behind them, and why.
 type Recommendation struct {
 	Keepalive
-	// PathIdleTimeout is the path timeout it planned for.
+	// Path is the path it planned for.
+	Path Path
+	// PathIdleTimeout is Path.IdleTimeout.
 	PathIdleTimeout time.Duration
-	// Reason explains the choice in a sentence or two.
+	// Margin is how far under the path's timeout the cadence stays (Margin).
+	Margin time.Duration
+	// UserTimeout is the TCP_USER_TIMEOUT applications should set so that
+	// connections keepalive cannot help (data in flight, a zero window) are
+	// dropped as soon: Time + Probes x Intvl. Keepalive drops an idle
+	// connection at the same moment with it set.
+	UserTimeout time.Duration
+	// Heartbeat is the heartbeat period it planned around; 0 for none.
+	Heartbeat time.Duration
+	// HeartbeatClear says keepalive stays out of a healthy heartbeat's way:
+	// its idle time exceeds the heartbeat period by Margin(Heartbeat), so it
+	// probes only once the heartbeat stops.
+	HeartbeatClear bool
+	// Reason explains the choice in a few sentences.
 	Reason string
 }
 
 // ErrImpossible reports a request no keepalive values can satisfy.
 var ErrImpossible = errors.New("no keepalive values satisfy this")
 
-// Recommend chooses keepalive values whose first probe comes before the path
-// forgets an idle flow, with a margin of a tenth of its timeout (at least 1 s),
-// and which declare a dead peer within DetectWithin, with at least MinProbes
-// probes.
+// minDetect is the fastest detection whole-second values allow: 1 s of idle
+// time and MinProbes probes 1 s apart.
+const minDetect = time.Second + MinProbes*time.Second
+
+// DetectBudget is how long keepalive's nominal detection time may be for a
+// detection target: the target less Margin, so that the drop comes within the
+// target even when every timer fires as late as the timer wheel allows; in
+// whole seconds.
+func DetectBudget(target time.Duration) time.Duration {
+	return max(0, (target - Margin(target)).Truncate(time.Second))
+}
+
+// Recommend chooses keepalive values for a path and a detection target.
 //
-// With a detection target, half of it goes to idle time (never past the path's
-// limit) and the rest to probes: 3 to 9 of them, about 10 s apart where there is
-// room. Without one, the probes come every tenth of the idle time, 5 of them.
+// The cadence, max(time, intvl) (Cadence), stays under the path's idle
+// timeout less Margin, so that the probes keep the flow although timers fire
+// late; intvl never exceeds time, so the cadence is the idle time and
+// time + probes x intvl is the true worst case (DeadPeerDetect). With a
+// detection target, that detection time stays within the target less Margin
+// (DetectBudget), for the same late timers: half of the budget goes to idle
+// time (within the path's limit) and the rest to probes, 9 of them where the
+// interval can be a second or more, never fewer than MinProbes, the interval
+// no longer than 75 s. Without
+// one, the idle time is the path's limit (at most an hour), with 5 probes a
+// tenth of it apart. With a heartbeat, the idle time is the shortest that
+// exceeds the heartbeat period by its margin, so that keepalive probes only
+// once the heartbeat stops. It refuses only what no values can do: a path
+// that forgets a flow before a 1 s cadence plus late firing, or a target that
+// 4 s of probing plus late firing miss (under 4.6 s).
 func Recommend(r Request) (Recommendation, error) {
-	if r.PathIdleTimeout < 0 || r.DetectWithin < 0 {
+	if r.Path.IdleTimeout < 0 || r.DetectWithin < 0 || r.Heartbeat < 0 {
 		return Recommendation{}, fmt.Errorf("%w: durations must not be negative", ErrImpossible)
 	}
-	path, pathName := r.PathIdleTimeout, r.PathName
-	if path == 0 {
-		path, pathName = AssumedPathIdleTimeout, "assumed: the shortest common middlebox default"
+	path := r.Path
+	if path.IdleTimeout == 0 {
+		path = Path{IdleTimeout: AssumedPathIdleTimeout, Kind: PathAssumed}
 	}
-	margin := max(path/10, time.Second)
-	timeMax := min((path - margin).Truncate(time.Second), MaxRecommendedTime)
-	if timeMax < time.Second {
-		return Recommendation{}, fmt.Errorf("%w: a path that forgets idle flows after %v leaves no whole second for keepalive's first probe; use an application heartbeat instead", ErrImpossible, path)
+	k, clear, err := plan(path.IdleTimeout, r.DetectWithin, r.Heartbeat)
+	if err != nil {
+		return Recommendation{}, err
 	}
-	var k Keepalive
-	if r.DetectWithin > 0 {
-		d := r.DetectWithin.Truncate(time.Second)
-		floor := time.Second + MinProbes*time.Second
-		if d < floor {
-			return Recommendation{}, fmt.Errorf("%w: detecting a dead peer within %v is impossible: 1 s of idle time and %d probes 1 s apart take at least %v", ErrImpossible, r.DetectWithin, MinProbes, floor)
+	rec := Recommendation{
+		Keepalive:       k,
+		Path:            path,
+		PathIdleTimeout: path.IdleTimeout,
+		Margin:          Margin(path.IdleTimeout),
+		UserTimeout:     k.Time + time.Duration(k.Probes)*k.Intvl,
+		Heartbeat:       r.Heartbeat,
+		HeartbeatClear:  r.Heartbeat > 0 && clear,
+	}
+	rec.Reason = rec.reason(r.DetectWithin)
+	return rec, nil
+}
+
+// plan is Recommend's arithmetic, kept apart from its words so that the whole
+// input space can be checked.
+func plan(path, detect, heartbeat time.Duration) (k Keepalive, clear bool, err error) {
+	limit := min(CadenceLimit(path), MaxRecommendedTime)
+	if limit < time.Second {
+		return k, false, fmt.Errorf("%w: a path that forgets idle flows after %v leaves no whole second for keepalive's cadence once timers that fire late (up to an eighth) are allowed for; use an application heartbeat instead", ErrImpossible, path)
+	}
+	// With a heartbeat, the idle time must exceed its period by a margin for
+	// the heartbeat's own late timers and round trip.
+	var above time.Duration
+	if heartbeat > 0 {
+		above = ceilSecond(heartbeat + Margin(heartbeat))
+	}
+	if detect <= 0 {
+		k.Time = limit
+		if heartbeat > 0 && above <= limit {
+			k.Time = above
 		}
-		k.Time = min(timeMax, max(time.Second, (d/2).Truncate(time.Second)), d-MinProbes*time.Second)
-		rest := d - k.Time
-		k.Probes = min(9, max(MinProbes, int(rest/(10*time.Second))))
-		k.Intvl = min(75*time.Second, max(time.Second, (rest/time.Duration(k.Probes)).Truncate(time.Second)))
-	} else {
-		k.Time = timeMax
+		k.Intvl = clampDur((k.Time / 10).Truncate(time.Second), time.Second, maxRecommendedIntvl)
 		k.Probes = 5
-		k.Intvl = min(75*time.Second, max(time.Second, (timeMax/10).Truncate(time.Second)))
+		return k, heartbeat == 0 || above <= limit, nil
 	}
-	if err := k.Validate(); err != nil {
-		return Recommendation{}, fmt.Errorf("%w: %v", ErrImpossible, err)
+	d := DetectBudget(detect)
+	if d < minDetect {
+		return k, false, fmt.Errorf("%w: detecting a dead peer within %v is impossible: 1 s of idle time and %d probes 1 s apart take %v, and the kernel's timers may fire up to an eighth late", ErrImpossible, detect, MinProbes, minDetect)
 	}
-	reason := fmt.Sprintf("The first probe comes after %s of silence, %s before the path's %s idle timeout (%s)",
-		secs(k.Time), secs(path-k.Time), secs(path), pathName)
-	if k.Time == MaxRecommendedTime {
-		reason = fmt.Sprintf("The path keeps idle flows for %s (%s), so it does not limit keepalive; the first probe comes after %s of silence, rare enough to cost nothing",
-			secs(path), pathName, secs(k.Time))
+	tmax := min(limit, d-MinProbes*time.Second)
+	k.Time = min(tmax, max(time.Second, (d/2).Truncate(time.Second)))
+	clear = true
+	if heartbeat > 0 {
+		if above <= tmax {
+			k.Time = max(k.Time, above)
+		} else {
+			clear = false
+		}
 	}
-	reason += fmt.Sprintf("; a dead peer is declared after %s + %d x %s = %s", secs(k.Time), k.Probes, secs(k.Intvl), secs(k.DeadPeerDetect()))
-	if r.DetectWithin > 0 {
-		reason += fmt.Sprintf(", within the %s target", secs(r.DetectWithin))
+	rest := d - k.Time
+	k.Intvl = clampDur((rest / recommendedProbes).Truncate(time.Second), time.Second, min(k.Time, maxRecommendedIntvl))
+	k.Probes = int(min(max(rest/k.Intvl, MinProbes), recommendedProbes))
+	return k, clear, nil
+}
+
+func clampDur(d, lo, hi time.Duration) time.Duration { return min(max(d, lo), hi) }
+
+func ceilSecond(d time.Duration) time.Duration {
+	if r := d.Truncate(time.Second); r != d {
+		return r + time.Second
 	}
-	reason += "."
-	return Recommendation{Keepalive: k, PathIdleTimeout: path, Reason: reason}, nil
+	return d
+}
+
+// reason says why, in sentences without any command's words.
+func (rec Recommendation) reason(detect time.Duration) string {
+	k, path := rec.Keepalive, rec.PathIdleTimeout
+	var s string
+	if CadenceLimit(path) > MaxRecommendedTime && rec.Time == MaxRecommendedTime {
+		s = fmt.Sprintf("The path keeps idle flows for %s (%s), so it does not limit keepalive; probes come after %s of silence, rare enough to cost nothing",
+			secs(path), rec.Path.describe(), secs(k.Time))
+	} else {
+		s = fmt.Sprintf("Keepalive probes an idle connection every %s (the idle time; the interval, %s, is no longer), %s before the path's %s idle timeout (%s): a margin of an eighth, as the kernel's timers fire late",
+			secs(k.Time), secs(k.Intvl), secs(path-k.Time), secs(path), rec.Path.describe())
+	}
+	s += fmt.Sprintf(". A dead peer is declared %s + %d x %s = %s after its last answer", secs(k.Time), k.Probes, secs(k.Intvl), secs(k.DeadPeerDetect()))
+	if detect > 0 {
+		s += fmt.Sprintf(", within the %s target even with timers an eighth late", secs(detect))
+	}
+	s += "."
+	if h := rec.Heartbeat; h > 0 {
+		switch {
+		case rec.HeartbeatClear:
+			s += fmt.Sprintf(" A heartbeat every %s keeps the connection from ever being idle %s, so keepalive stays out of its way; if the heartbeat itself stops, keepalive still finds a dead peer within %s.",
+				secs(h), secs(k.Time), secs(k.DeadPeerDetect()))
+		case h >= path:
+			s += fmt.Sprintf(" A heartbeat every %s is too slow for the path (%s): keepalive keeps the flow open between heartbeats.", secs(h), secs(path))
+		default:
+			s += fmt.Sprintf(" A heartbeat every %s leaves no room for an idle time above it (with a margin of an eighth) within the path's limit and the target: keepalive will also probe between heartbeats, which costs little.", secs(h))
+		}
+	}
+	s += fmt.Sprintf(" Keepalive does not run while data is in flight or the peer advertises a zero window: set TCP_USER_TIMEOUT to %d ms (%s) in the applications to drop such connections as soon.",
+		rec.UserTimeout.Milliseconds(), secs(rec.UserTimeout))
+	return s
 }
 
 // secs writes a duration as whole seconds, or as a Go duration when finer.

@@ -9,6 +9,17 @@ import (
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
+func given(d time.Duration) sysctl.Path { return sysctl.Path{IdleTimeout: d, Kind: sysctl.PathGiven} }
+
+func behind(t *testing.T, name string) sysctl.Path {
+	t.Helper()
+	p, err := sysctl.ChoosePath(sysctl.PathChoice{Behind: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestRecommend(t *testing.T) {
 	s := time.Second
 	for _, tc := range []struct {
@@ -17,32 +28,48 @@ func TestRecommend(t *testing.T) {
 		want   sysctl.Keepalive
 		reason string // a phrase the reason must contain
 	}{
-		{"aws nlb: probe a tenth before its 350 s", sysctl.Request{PathIdleTimeout: 350 * s, PathName: "aws-nlb"},
-			sysctl.Keepalive{Time: 315 * s, Intvl: 31 * s, Probes: 5}, "35 s before the path's 350 s idle timeout (aws-nlb)"},
-		{"azure lb 240 s", sysctl.Request{PathIdleTimeout: 240 * s},
-			sysctl.Keepalive{Time: 216 * s, Intvl: 21 * s, Probes: 5}, "= 321 s"},
-		{"gcp cloud nat: interval capped at the kernel's default 75 s", sysctl.Request{PathIdleTimeout: 1200 * s},
-			sysctl.Keepalive{Time: 1080 * s, Intvl: 75 * s, Probes: 5}, "1080 s + 5 x 75 s = 1455 s"},
+		{"aws nlb: an eighth under its 350 s", sysctl.Request{Path: behind(t, "aws-nlb")},
+			sysctl.Keepalive{Time: 306 * s, Intvl: 30 * s, Probes: 5}, "44 s before the path's 350 s idle timeout (aws-nlb's default)"},
+		{"azure lb 240 s", sysctl.Request{Path: given(240 * s)},
+			sysctl.Keepalive{Time: 210 * s, Intvl: 21 * s, Probes: 5}, "= 315 s"},
+		{"gcp cloud nat: interval capped at the kernel's default 75 s", sysctl.Request{Path: given(1200 * s)},
+			sysctl.Keepalive{Time: 1050 * s, Intvl: 75 * s, Probes: 5}, "1050 s + 5 x 75 s = 1425 s"},
 		{"unknown path: plan for the shortest common default", sysctl.Request{},
-			sysctl.Keepalive{Time: 216 * s, Intvl: 21 * s, Probes: 5}, "assumed"},
-		{"a 4 s firewall: margin of at least a second", sysctl.Request{PathIdleTimeout: 4 * s},
-			sysctl.Keepalive{Time: 3 * s, Intvl: s, Probes: 5}, "1 s before"},
-		{"a path that keeps flows for hours: at most an hour idle", sysctl.Request{PathIdleTimeout: 100000 * s},
+			sysctl.Keepalive{Time: 210 * s, Intvl: 21 * s, Probes: 5}, "assumed"},
+		{"a 4 s firewall", sysctl.Request{Path: given(4 * s)},
+			sysctl.Keepalive{Time: 3 * s, Intvl: s, Probes: 5}, "every 3 s"},
+		{"a path that keeps flows for hours: at most an hour idle", sysctl.Request{Path: given(100000 * s)},
 			sysctl.Keepalive{Time: 3600 * s, Intvl: 75 * s, Probes: 5}, "does not limit keepalive"},
-		{"local conntrack's 5 days", sysctl.Request{PathIdleTimeout: 432000 * s, PathName: "conntrack"},
-			sysctl.Keepalive{Time: 3600 * s, Intvl: 75 * s, Probes: 5}, "= 3975 s"},
-		{"just over an hour: the margin binds first", sysctl.Request{PathIdleTimeout: 3700 * s},
-			sysctl.Keepalive{Time: 3330 * s, Intvl: 75 * s, Probes: 5}, "370 s before"},
-		{"detect within a minute behind an nlb", sysctl.Request{PathIdleTimeout: 350 * s, DetectWithin: time.Minute},
-			sysctl.Keepalive{Time: 30 * s, Intvl: 10 * s, Probes: 3}, "within the 60 s target"},
-		{"detect within 10 minutes: idle capped by the path", sysctl.Request{PathIdleTimeout: 350 * s, DetectWithin: 10 * time.Minute},
-			sysctl.Keepalive{Time: 300 * s, Intvl: 33 * s, Probes: 9}, "= 597 s"},
-		{"a generous target: at most 9 probes 75 s apart", sysctl.Request{PathIdleTimeout: 350 * s, DetectWithin: time.Hour},
-			sysctl.Keepalive{Time: 315 * s, Intvl: 75 * s, Probes: 9}, "= 990 s"},
-		{"the tightest possible target", sysctl.Request{PathIdleTimeout: 350 * s, DetectWithin: 4 * s},
-			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "= 4 s"},
-		{"a fractional target rounds down", sysctl.Request{PathIdleTimeout: 350 * s, DetectWithin: 4500 * time.Millisecond},
-			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "within the 4.5s target"},
+		{"local conntrack's 5 days", sysctl.Request{Path: sysctl.Path{IdleTimeout: 432000 * s, Kind: sysctl.PathConntrack}},
+			sysctl.Keepalive{Time: 3600 * s, Intvl: 75 * s, Probes: 5}, "nf_conntrack_tcp_timeout_established"},
+		{"a 4 s path and 30 s: more probes, not a longer interval", sysctl.Request{Path: given(4 * s), DetectWithin: 30 * s},
+			sysctl.Keepalive{Time: 3 * s, Intvl: 2 * s, Probes: 9}, "within the 30 s target even with timers an eighth late"},
+		{"60 s and 10 minutes: the interval stays under the path too", sysctl.Request{Path: given(60 * s), DetectWithin: 10 * time.Minute},
+			sysctl.Keepalive{Time: 52 * s, Intvl: 52 * s, Probes: 9}, "= 520 s"},
+		{"3 s path, 20 s", sysctl.Request{Path: given(3 * s), DetectWithin: 20 * s}, sysctl.Keepalive{Time: 2 * s, Intvl: s, Probes: 9}, "= 11 s"},
+		{"3 s path, 60 s", sysctl.Request{Path: given(3 * s), DetectWithin: 60 * s}, sysctl.Keepalive{Time: 2 * s, Intvl: 2 * s, Probes: 9}, "= 20 s"},
+		{"5 s path, 60 s", sysctl.Request{Path: given(5 * s), DetectWithin: 60 * s}, sysctl.Keepalive{Time: 4 * s, Intvl: 4 * s, Probes: 9}, "= 40 s"},
+		{"8 s path, 20 s", sysctl.Request{Path: given(8 * s), DetectWithin: 20 * s}, sysctl.Keepalive{Time: 7 * s, Intvl: s, Probes: 9}, "= 16 s"},
+		{"detect within a minute behind an nlb", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: time.Minute},
+			sysctl.Keepalive{Time: 26 * s, Intvl: 2 * s, Probes: 9}, "within the 60 s target"},
+		{"detect within 10 minutes behind an nlb", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 10 * time.Minute},
+			sysctl.Keepalive{Time: 262 * s, Intvl: 29 * s, Probes: 9}, "= 523 s"},
+		{"a generous target: 9 probes at most 75 s apart", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: time.Hour},
+			sysctl.Keepalive{Time: 306 * s, Intvl: 75 * s, Probes: 9}, "= 981 s"},
+		{"the tightest possible target: 4 s and an eighth", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 4600 * time.Millisecond},
+			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "= 4 s after its last answer, within the 4.6s target"},
+		{"5 s", sysctl.Request{Path: behind(t, "aws-nlb"), DetectWithin: 5 * s},
+			sysctl.Keepalive{Time: s, Intvl: s, Probes: 3}, "within the 5 s target"},
+		{"a 1.5 s path still fits a 1 s cadence", sysctl.Request{Path: given(1500 * time.Millisecond)},
+			sysctl.Keepalive{Time: s, Intvl: s, Probes: 5}, "every 1 s"},
+		{"a heartbeat: idle time just above it", sysctl.Request{Path: behind(t, "aws-nlb"), Heartbeat: 10 * s},
+			sysctl.Keepalive{Time: 12 * s, Intvl: s, Probes: 5}, "A heartbeat every 10 s keeps the connection from ever being idle 12 s, so keepalive stays out of its way; if the heartbeat itself stops, keepalive still finds a dead peer within 17 s"},
+		{"a heartbeat and a target", sysctl.Request{Path: behind(t, "aws-nlb"), Heartbeat: 40 * s, DetectWithin: 60 * s},
+			sysctl.Keepalive{Time: 45 * s, Intvl: s, Probes: 7}, "stays out of its way"},
+		{"a heartbeat too close to the path's limit", sysctl.Request{Path: behind(t, "aws-nlb"), Heartbeat: 300 * s},
+			sysctl.Keepalive{Time: 306 * s, Intvl: 30 * s, Probes: 5}, "will also probe between heartbeats"},
+		{"a heartbeat slower than the path", sysctl.Request{Path: given(60 * s), Heartbeat: 90 * s},
+			sysctl.Keepalive{Time: 52 * s, Intvl: 5 * s, Probes: 5}, "too slow for the path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := sysctl.Recommend(tc.req)
@@ -55,35 +82,41 @@ func TestRecommend(t *testing.T) {
 			if err := got.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			if got.Probes < sysctl.MinProbes {
-				t.Fatalf("%d probes: one lost probe could kill a live connection", got.Probes)
+			if got.Intvl > got.Time || got.Cadence() > sysctl.CadenceLimit(got.PathIdleTimeout) {
+				t.Fatalf("cadence %v over the path's limit %v", got.Cadence(), sysctl.CadenceLimit(got.PathIdleTimeout))
 			}
-			path := tc.req.PathIdleTimeout
-			if path == 0 {
-				path = sysctl.AssumedPathIdleTimeout
-			}
-			if got.Time >= path {
-				t.Fatalf("first probe after %v, not before the path's %v", got.Time, path)
-			}
-			if tc.req.DetectWithin > 0 && got.DeadPeerDetect() > tc.req.DetectWithin {
+			if tc.req.DetectWithin > 0 && got.DeadPeerDetect() > sysctl.DetectBudget(tc.req.DetectWithin) {
 				t.Fatalf("detects after %v, beyond the %v target", got.DeadPeerDetect(), tc.req.DetectWithin)
+			}
+			if got.UserTimeout != got.DeadPeerDetect() {
+				t.Fatalf("TCP_USER_TIMEOUT %v, want the detection time %v", got.UserTimeout, got.DeadPeerDetect())
+			}
+			// With that user timeout, keepalive drops at its last probe firing
+			// or, where the timers' lateness reaches it first, the one before.
+			if d := (sysctl.Socket{Keepalive: got.Keepalive, UserTimeout: got.UserTimeout}).KeepaliveAfter(); d.In > got.DeadPeerDetect() || d.In < got.DeadPeerDetect()-got.Intvl {
+				t.Fatalf("with TCP_USER_TIMEOUT %v keepalive drops after %v, want about %v", got.UserTimeout, d.In, got.DeadPeerDetect())
 			}
 			if !strings.Contains(got.Reason, tc.reason) {
 				t.Fatalf("reason %q lacks %q", got.Reason, tc.reason)
+			}
+			if !strings.Contains(got.Reason, "TCP_USER_TIMEOUT") || strings.Contains(got.Reason, "tcpkeep") || strings.Contains(got.Reason, "--") {
+				t.Fatalf("reason %q: want TCP_USER_TIMEOUT and no command's words", got.Reason)
 			}
 		})
 	}
 }
 
-func TestRecommendRefusesImpossibleTargets(t *testing.T) {
+func TestRecommendRefusesOnlyTheImpossible(t *testing.T) {
 	s := time.Second
 	for _, tc := range []struct {
 		name string
 		req  sysctl.Request
 		why  string
 	}{
-		{"detect faster than 3 probes allow", sysctl.Request{PathIdleTimeout: 350 * s, DetectWithin: 3 * s}, "3 probes"},
-		{"a path that forgets within a second", sysctl.Request{PathIdleTimeout: s}, "heartbeat"},
+		{"detect faster than 3 probes allow", sysctl.Request{Path: given(350 * s), DetectWithin: 3 * s}, "3 probes"},
+		{"4 s: the probes take it all, and timers fire late", sysctl.Request{Path: given(350 * s), DetectWithin: 4 * s}, "an eighth late"},
+		{"a path that forgets within a second", sysctl.Request{Path: given(s)}, "heartbeat"},
+		{"a path a 1 s timer firing late misses", sysctl.Request{Path: given(1100 * time.Millisecond)}, "late"},
 		{"a negative target", sysctl.Request{DetectWithin: -s}, "negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,20 +125,5 @@ func TestRecommendRefusesImpossibleTargets(t *testing.T) {
 				t.Fatalf("Recommend = %v, want ErrImpossible saying %q", err, tc.why)
 			}
 		})
-	}
-}
-
-func TestMiddleboxesAreKnownByName(t *testing.T) {
-	for name, want := range map[string]time.Duration{
-		"aws-nlb": 350 * time.Second, "aws-nat": 350 * time.Second, "azure-lb": 240 * time.Second,
-		"gcp-cloud-nat": 1200 * time.Second, "gcp-vpc": 600 * time.Second,
-	} {
-		m, ok := sysctl.LookupMiddlebox(name)
-		if !ok || m.IdleTimeout != want || m.Source == "" {
-			t.Errorf("%s: %+v, want %v with a source", name, m, want)
-		}
-	}
-	if _, ok := sysctl.LookupMiddlebox("nope"); ok {
-		t.Error("an unknown middlebox was found")
 	}
 }

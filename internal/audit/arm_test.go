@@ -8,8 +8,8 @@ import (
 )
 
 // TestArmValues: what remedies suggest arming with is sysctl.Recommend's
-// choice for the path recommend would plan for, and TCP_USER_TIMEOUT its
-// detection time.
+// choice for the path recommend would plan for, and its TCP_USER_TIMEOUT,
+// the detection time.
 func TestArmValues(t *testing.T) {
 	ct := func(d time.Duration) sysctl.Tunables { return sysctl.Tunables{ConntrackEstablished: &d} }
 	for _, tc := range []struct {
@@ -22,7 +22,7 @@ func TestArmValues(t *testing.T) {
 		{"short conntrack", Config{Tunables: ct(2 * time.Minute)}, 2 * time.Minute},
 		{"conntrack's 5 days", Config{Tunables: ct(5 * 24 * time.Hour)}, sysctl.AssumedPathIdleTimeout},
 	} {
-		rec, err := sysctl.Recommend(sysctl.Request{PathIdleTimeout: tc.path})
+		rec, err := sysctl.Recommend(sysctl.Request{Path: sysctl.Path{IdleTimeout: tc.path}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,24 +49,32 @@ type Code string
 // The finding codes.
 const (
 	// HalfOpenKeepalive: Count keepalive probes unanswered, nothing received
-	// for Value; Keepalive holds the interval and count in use (from ValueFrom);
-	// DropIn and DropBy say when the kernel drops it (DropUnknown: the socket
-	// sets its own TCP_KEEPCNT, which was not read).
+	// for Value; Keepalive holds the interval and count in use (from
+	// ValueFrom); DropIn and DropBy say when the kernel drops it, by
+	// keepalive_probes or, where the socket sets it, user_timeout (DropLimit);
+	// DropNone: the socket sets its own TCP_KEEPCNT, which was not read.
 	HalfOpenKeepalive Code = "half_open_keepalive"
 	// HalfOpenRetrans: Count retransmissions in a row (Limit: the threshold),
 	// no ACK for Value; the kernel gives up DropAfter after the first
-	// retransmission (Retries retransmissions, by DropBy), DropIn from now.
+	// retransmission, by DropBy (tcp_retries2 or orphan_retries with Retries
+	// retransmissions, or user_timeout), holding that time against
+	// DropLimit; DropIn from now. DropNone: tcp_retries2 is unknown.
 	HalfOpenRetrans Code = "half_open_retrans"
-	// ZeroWindowStall: Count zero-window probes sent; the window has been
-	// closed for about Value.
+	// ZeroWindowStall: Count zero-window probes sent (on the persist timer, or
+	// the retransmit timer's zero-window path); the window has been closed
+	// for about Value. Where the kernel will drop it (TCP_USER_TIMEOUT
+	// DropLimit, or a peer silent until tcp_retries2), DropIn and DropBy say
+	// when.
 	ZeroWindowStall Code = "zero_window_stall"
 	// IdleNoKeepalive: idle for Value, over Threshold, without SO_KEEPALIVE.
 	IdleNoKeepalive Code = "idle_no_keepalive"
 	// IdleOverlong: idle for Value, over Threshold.
 	IdleOverlong Code = "idle_overlong"
-	// KeepaliveAfterPathTimeout: keepalive's first probe comes after Value of
-	// silence (from ValueFrom), but the path forgets an idle flow after
-	// Threshold (from ThresholdFrom).
+	// KeepaliveAfterPathTimeout: keepalive probes the idle connection every
+	// Value, max(idle time, interval) of Keepalive (from ValueFrom; the
+	// interval is unknown when inferred from the timer), which does not stay
+	// under Threshold, the path's idle timeout (from ThresholdFrom), less
+	// sysctl.Margin: the path can forget the flow between probes.
 	KeepaliveAfterPathTimeout Code = "keepalive_after_path_timeout"
 	// CloseWaitStale: in CLOSE_WAIT and idle for Value, over Threshold.
 	CloseWaitStale Code = "close_wait_stale"
@@ -79,8 +87,9 @@ const (
 	// SysctlKeepaliveDefault: tcp_keepalive_time (Value) is the kernel
 	// default; Keepalive holds the three tunables.
 	SysctlKeepaliveDefault Code = "sysctl_keepalive_default"
-	// SysctlKeepaliveAfterConntrack: tcp_keepalive_time (Value) exceeds
-	// nf_conntrack_tcp_timeout_established (Threshold).
+	// SysctlKeepaliveAfterConntrack: keepalive's cadence, max(time, intvl) of
+	// the tunables (Value; Keepalive holds them), does not stay under
+	// nf_conntrack_tcp_timeout_established (Threshold) less sysctl.Margin.
 	SysctlKeepaliveAfterConntrack Code = "sysctl_keepalive_after_conntrack"
 )
 
@@ -108,41 +117,6 @@ const (
 	// SourceConntrack: the namespace's nf_conntrack_tcp_timeout_established.
 	SourceConntrack
 )
-
-// DropCause is the kernel limit that drops a socket.
-type DropCause uint8
-
-// Drop causes.
-const (
-	// DropUnknown: when the kernel drops it is not known.
-	DropUnknown DropCause = iota
-	// DropKeepaliveProbes: keepalive probes unanswered (tcp_keepalive_probes
-	// or TCP_KEEPCNT).
-	DropKeepaliveProbes
-	// DropUserTimeout: TCP_USER_TIMEOUT.
-	DropUserTimeout
-	// DropRetries2: retransmissions unanswered (tcp_retries2).
-	DropRetries2
-	// DropOrphanRetries: retransmissions of a socket the application closed
-	// (tcp_orphan_retries).
-	DropOrphanRetries
-)
-
-// String is the name records use: keepalive_probes, user_timeout,
-// tcp_retries2, orphan_retries, or "" for DropUnknown.
-func (d DropCause) String() string {
-	switch d {
-	case DropKeepaliveProbes:
-		return "keepalive_probes"
-	case DropUserTimeout:
-		return "user_timeout"
-	case DropRetries2:
-		return "tcp_retries2"
-	case DropOrphanRetries:
-		return "orphan_retries"
-	}
-	return ""
-}
 
 // Remedy is what to do about a finding.
 type Remedy uint8
@@ -275,12 +249,18 @@ type Finding struct {
 	Count, Limit int
 	// Keepalive are the keepalive values the rule used.
 	Keepalive sysctl.Keepalive
-	// DropIn is how long until the kernel drops the socket, by DropBy; DropAfter
-	// is that limit's whole span and Retries its retransmissions, where it
-	// counts them.
-	DropIn, DropAfter time.Duration
-	DropBy            DropCause
-	Retries           int
+	// DropIn is how long until the kernel drops the socket, by DropBy, counted
+	// from when the dump showed it, as sysctl's model of the kernel's clocks
+	// predicts (sysctl.Socket); 0 with sysctl.DropNone, when it will not or
+	// cannot be told. DropAfter is how long after the condition began (the
+	// last packet received, the first retransmission, the start of zero-window
+	// probing) the drop comes; DropLimit is the time the kernel holds it
+	// against (TCP_USER_TIMEOUT, or tcp_retries2's or tcp_orphan_retries'
+	// give-up time; 0 for a probe count); Retries is tcp_retries2 or
+	// tcp_orphan_retries, where one of them drops it.
+	DropIn, DropAfter, DropLimit time.Duration
+	DropBy                       sysctl.DropCause
+	Retries                      int
 	// Remedy is what to do.
 	Remedy Remedy
 	// Arm is what arming the socket now, through its owner, would set: the

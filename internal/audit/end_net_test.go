@@ -120,29 +120,6 @@ func userTimeout(d time.Duration) testnet.DialOption {
 	})
 }
 
-// vanish makes ns drop every packet in and out, as a crashed or cut-off host
-// does: nothing answers, no RST, no ICMP. Unlike setting its link down, the
-// other end's carrier stays up, so its probes and retransmissions really go
-// out (a veth whose peer is down drops them locally, and the kernel then
-// counts them as local congestion and retries on other timers). It returns
-// the function that brings ns back.
-func vanish(t *testing.T, ns *testnet.NS) (back func()) {
-	t.Helper()
-	nft := func(rules string) {
-		t.Helper()
-		cmd := exec.Command("ip", "netns", "exec", ns.Name, "nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(rules)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("nft in %s: %v: %s", ns.Name, err, out)
-		}
-	}
-	nft(`table inet tcpkeep_vanish {
-	chain in { type filter hook input priority filter; policy drop; }
-	chain out { type filter hook output priority filter; policy drop; }
-}`)
-	return func() { nft("delete table inet tcpkeep_vanish") }
-}
-
 // linkReady waits until both ends of the pair carry traffic: the kernel turns
 // a new veth's carrier on and attaches its qdisc in linkwatch, up to a second
 // after the link is set up, and drops what is sent before (a first SYN lost,
@@ -288,7 +265,7 @@ var endingCases = []ending{
 	{"dropped after unanswered keepalive probes", audit.EndKeepalive, audit.EndKeepalive, func(t *testing.T, p *testnet.Pair) played {
 		a, _ := connect(t, p, testnet.Keepalive(time.Second, time.Second, 3))
 		ck, opts := testnet.Cookie(t, a), realOpts(t, p.A, testnet.Cookie(t, a))
-		vanish(t, p.B)
+		p.B.Vanish()
 		// tcp_keepalive_timer: probes at 1, 2 and 3 s of silence, the drop at
 		// the firing after the third: 4 s.
 		wantErr(t, failure(t, a, 15*time.Second), syscall.ETIMEDOUT)
@@ -300,7 +277,7 @@ var endingCases = []ending{
 		ck, opts := testnet.Cookie(t, a), realOpts(t, p.A, testnet.Cookie(t, a))
 		// B forgets the connection without telling A: its RST is dropped.
 		// Back, it answers A's next probe with a RST.
-		back := vanish(t, p.B)
+		back := p.B.Vanish()
 		destroy(t, p.B, testnet.Cookie(t, b))
 		waitProbes(t, p.A, ck, 1)
 		back()
@@ -314,7 +291,7 @@ var endingCases = []ending{
 		p.A.Sysctl("net/ipv4/tcp_retries2", "3")
 		a, _ := connect(t, p)
 		ck, opts := testnet.Cookie(t, a), realOpts(t, p.A, testnet.Cookie(t, a))
-		vanish(t, p.B)
+		p.B.Vanish()
 		a.Write([]byte("are you there?"))
 		wantErr(t, failure(t, a, 20*time.Second), syscall.ETIMEDOUT)
 		a.Close()
@@ -323,7 +300,7 @@ var endingCases = []ending{
 	{"dropped by TCP_USER_TIMEOUT while retransmitting", audit.EndRetransmit, audit.EndUserTimeout, func(t *testing.T, p *testnet.Pair) played {
 		a, _ := connect(t, p, userTimeout(1500*time.Millisecond))
 		ck, opts := testnet.Cookie(t, a), realOpts(t, p.A, testnet.Cookie(t, a))
-		vanish(t, p.B)
+		p.B.Vanish()
 		a.Write([]byte("are you there?"))
 		wantErr(t, failure(t, a, 20*time.Second), syscall.ETIMEDOUT)
 		a.Close()
@@ -334,7 +311,7 @@ var endingCases = []ending{
 		// with a probe out: dropped, 2 probes of the 9 allowed.
 		a, _ := connect(t, p, testnet.Keepalive(time.Second, time.Second, 9), userTimeout(2500*time.Millisecond))
 		ck, opts := testnet.Cookie(t, a), realOpts(t, p.A, testnet.Cookie(t, a))
-		vanish(t, p.B)
+		p.B.Vanish()
 		wantErr(t, failure(t, a, 20*time.Second), syscall.ETIMEDOUT)
 		a.Close()
 		return played{cookie: ck, opts: opts}
@@ -371,7 +348,7 @@ var endingCases = []ending{
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		vanish(t, p.B)
+		p.B.Vanish()
 		a.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		for {
 			if _, err = a.Write(buf); err != nil {
@@ -393,7 +370,7 @@ var endingCases = []ending{
 	{"destroyed (SOCK_DESTROY) while half-open", audit.EndKeepalive, audit.EndDestroyed, func(t *testing.T, p *testnet.Pair) played {
 		a, _ := connect(t, p, testnet.Keepalive(time.Second, time.Second, 5))
 		ck, opts := testnet.Cookie(t, a), realOpts(t, p.A, testnet.Cookie(t, a))
-		vanish(t, p.B)
+		p.B.Vanish()
 		waitProbes(t, p.A, ck, 2)
 		destroy(t, p.A, ck)
 		wantErr(t, failure(t, a, 5*time.Second), syscall.ECONNABORTED)
@@ -404,14 +381,14 @@ var endingCases = []ending{
 		p.A.Sysctl("net/ipv4/tcp_orphan_retries", "1")
 		a, _ := connect(t, p, testnet.Keepalive(time.Second, time.Second, 5))
 		ck, opts := testnet.Cookie(t, a), realOpts(t, p.A, testnet.Cookie(t, a))
-		vanish(t, p.B)
+		p.B.Vanish()
 		waitProbes(t, p.A, ck, 1)
 		a.Close() // the FIN goes unanswered; the orphan is dropped after its retries
 		return played{cookie: ck, opts: opts}
 	}},
 	{"connect timed out (tcp_syn_retries)", audit.EndConnectTimeout, audit.EndConnectTimeout, func(t *testing.T, p *testnet.Pair) played {
 		p.A.Sysctl("net/ipv4/tcp_syn_retries", "1")
-		vanish(t, p.B)
+		p.B.Vanish()
 		var err error
 		p.A.Do(func() error {
 			d := net.Dialer{Timeout: 20 * time.Second, KeepAlive: -1}

@@ -43,23 +43,22 @@ func halfOpenKeepalive(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	if s.Timer != diag.TimerKeepalive || s.TimerRetrans < 1 || !liveState(s.State) {
 		return false
 	}
-	p := c.keepaliveParams()
+	sk, real, _ := c.clocks()
 	n := int(s.TimerRetrans)
-	// When the timer fires with probes_out >= cnt the kernel resets the
-	// connection; otherwise it sends one more probe and waits intvl.
-	drop := s.TimerExpires
-	if n < p.Probes {
-		drop += time.Duration(p.Probes-n) * p.Intvl
-	}
 	f.Severity, f.Remedy = Critical, RemedyClose
 	f.Count, f.Value = n, recvSilence(s)
-	f.Keepalive, f.ValueFrom = p, c.paramsFrom()
-	f.DropIn, f.DropBy = drop, DropKeepaliveProbes
-	if _, real := c.sockopts(); !real && n > p.Probes {
-		// More probes out than the namespace allows: the socket sets its own
-		// TCP_KEEPCNT, so the namespace's values cannot say when it ends.
-		f.DropIn, f.DropBy = 0, DropUnknown
+	f.Keepalive, f.ValueFrom = sk.Keepalive, SourceNamespace
+	if real {
+		f.ValueFrom = SourceSocket
 	}
+	if !real && n > sk.Probes {
+		// More probes out than the namespace allows: the socket sets its own
+		// TCP_KEEPCNT (or TCP_USER_TIMEOUT), so the namespace's values cannot
+		// say when it ends.
+		return true
+	}
+	// tcp_keepalive_timer, as sysctl's model follows it.
+	f.setDrop(sk.KeepaliveDrop(observed(s)))
 	return true
 }
 
@@ -73,43 +72,77 @@ func halfOpenRetrans(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	if s.Timer != diag.TimerRetransmit || int(s.TimerRetrans) < th || !liveState(s.State) {
 		return false
 	}
-	silent := s.Info.LastAckRecv
 	f.Severity, f.Remedy = Critical, RemedyUserTimeout
-	f.Count, f.Limit, f.Value = int(s.TimerRetrans), th, silent
-	if o, ok := c.sockopts(); ok && o.UserTimeout > 0 {
-		f.DropBy, f.DropAfter, f.DropIn = DropUserTimeout, o.UserTimeout, left(o.UserTimeout, silent)
-	} else if Orphan(s) {
-		// The application closed it: tcp_orphan_retries governs, not tcp_retries2,
-		// and there is no application left to set anything in.
-		n := 0
-		if v := c.a.cfg.Tunables.OrphanRetries; v != nil {
-			n = *v
-		}
-		r := sysctl.OrphanRetries(n)
-		g := sysctl.RetransGiveUp(r)
-		f.DropBy, f.Retries, f.DropAfter, f.DropIn = DropOrphanRetries, r, g, left(g, silent)
-		f.Remedy = RemedyClose
-	} else if r2 := c.a.cfg.Tunables.Retries2; r2 != nil {
-		g := sysctl.RetransGiveUp(*r2)
-		f.DropBy, f.Retries, f.DropAfter, f.DropIn = DropRetries2, *r2, g, left(g, silent)
+	f.Count, f.Limit, f.Value = int(s.TimerRetrans), th, s.Info.LastAckRecv
+	sk, _, retries2 := c.clocks()
+	switch {
+	case sk.UserTimeout > 0:
+	case sk.Orphan:
+		// The application closed it: tcp_orphan_retries governs, not
+		// tcp_retries2, and there is no application left to set anything in.
+		f.Retries, f.Remedy = sysctl.OrphanRetries(sk.OrphanRetries), RemedyClose
+	case retries2:
+		f.Retries = sk.Retries2
+	default:
+		return true
 	}
+	// tcp_write_timeout, counting from the first retransmission: the idle
+	// time before the data was sent does not count.
+	f.setDrop(sk.RetransDrop(observed(s)))
 	return true
 }
 
-// zeroWindowStall: the persist timer is pending (the peer advertises a zero
-// window) and at least ZeroWindowProbes probes were sent. The kernel resets the
-// unanswered count (timer_retrans) on every answer, so a live peer that stopped
-// reading shows its probes in the backoff, which only an opening window resets.
+// zeroWindowStall: the peer advertises a zero window and the zero-window
+// probes pile up: the persist timer with at least ZeroWindowProbes probes sent,
+// or the retransmit timer's zero-window path (data in flight, snd_wnd 0), where
+// the probes are retransmissions that show only in the climbing backoff. The
+// kernel resets the unanswered count (timer_retrans) on every answer, so a
+// live peer that stopped reading shows its probes in the backoff, which only
+// an opening window resets.
 func zeroWindowStall(c *sockCtx, s *diag.Socket, f *Finding) bool {
-	if s.Timer != diag.TimerPersist {
+	if !liveState(s.State) {
 		return false
 	}
-	probes := max(int(s.TimerRetrans), int(s.Info.Backoff))
+	var probes int
+	switch {
+	case s.Timer == diag.TimerPersist:
+		probes = max(int(s.TimerRetrans), int(s.Info.Backoff))
+	case zeroWindowRetrans(s):
+		probes = int(s.Info.Backoff)
+	default:
+		return false
+	}
 	if probes < ZeroWindowProbes {
 		return false
 	}
+	sk, _, retries2 := c.clocks()
+	var drop sysctl.Drop
+	switch {
+	case s.Timer == diag.TimerPersist:
+		drop = sk.PersistDrop(observed(s))
+		// The window closed about when the last data went out.
+		f.Value = s.Info.LastDataSent
+	case sk.Orphan:
+		// tcp_retransmit_timer's zero-window path is not for orphans: they
+		// retransmit and time out as any other.
+		drop = sk.RetransDrop(observed(s))
+		f.Value = drop.Since
+	default:
+		drop = sk.ZeroWindowRetransDrop(observed(s))
+		f.Value = drop.Since
+	}
 	f.Severity, f.Remedy = Warning, RemedyFixReader
-	f.Count, f.Limit, f.Value = probes, ZeroWindowProbes, s.Info.LastDataSent
+	f.Count, f.Limit = probes, ZeroWindowProbes
+	if drop.Cause == sysctl.DropRetries2 && !retries2 {
+		return true // tcp_retries2 is unknown, so when the kernel gives up is too
+	}
+	f.setDrop(drop)
+	switch drop.Cause {
+	case sysctl.DropRetries2:
+		f.Retries = sk.Retries2
+	case sysctl.DropOrphanRetries:
+		f.Retries = sysctl.OrphanRetries(sk.OrphanRetries)
+	}
 	return true
 }
 
@@ -157,22 +190,25 @@ func idleOverlong(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	return true
 }
 
-// keepaliveAfterPathTimeout: keepalive is armed, but its first probe comes after
-// the path (PathIdleTimeout, or local conntrack) has forgotten the flow.
+// keepaliveAfterPathTimeout: keepalive is armed, but its cadence, max(idle
+// time, interval) of its effective values, does not stay under the path's idle
+// timeout (PathIdleTimeout, or local conntrack) less sysctl.Margin for timers
+// that fire late: the path forgets the idle flow between probes.
 func keepaliveAfterPathTimeout(c *sockCtx, s *diag.Socket, f *Finding) bool {
 	path, src := c.a.pathTO, c.a.pathSrc
 	if path <= 0 || s.State != diag.StateEstablished {
 		return false
 	}
-	idle, from, ok := c.effectiveKeepIdle()
-	if !ok || idle <= path {
+	cadence, k, from, ok := c.effectiveCadence()
+	if !ok || cadence <= path-sysctl.Margin(path) {
 		return false
 	}
 	f.Severity, f.Remedy = Warning, RemedyTune
 	if from == SourceSocket {
 		f.Remedy = RemedySocketKeepidle
 	}
-	f.Value, f.ValueFrom, f.Threshold, f.ThresholdFrom = idle, from, path, src
+	f.Value, f.ValueFrom, f.Threshold, f.ThresholdFrom = cadence, from, path, src
+	f.Keepalive = k
 	return true
 }
 
@@ -223,67 +259,27 @@ func sysctlKeepaliveDefault(t sysctl.Tunables, f *Finding) bool {
 	return true
 }
 
-// sysctlKeepaliveAfterConntrack: local conntrack forgets idle flows before the
-// first keepalive probe.
+// sysctlKeepaliveAfterConntrack: keepalive's cadence, max(tcp_keepalive_time,
+// tcp_keepalive_intvl), does not stay under the local conntrack timeout less
+// sysctl.Margin for timers that fire late: conntrack forgets idle flows
+// between probes.
 func sysctlKeepaliveAfterConntrack(t sysctl.Tunables, f *Finding) bool {
 	ct := t.ConntrackEstablished
-	if ct == nil || t.Time <= *ct {
+	if ct == nil || t.Cadence() <= *ct-sysctl.Margin(*ct) {
 		return false
 	}
 	f.Severity, f.Remedy = Warning, RemedyTune
-	f.Value, f.ValueFrom, f.Threshold, f.ThresholdFrom = t.Time, SourceNamespace, *ct, SourceConntrack
+	f.Value, f.ValueFrom, f.Threshold, f.ThresholdFrom = t.Cadence(), SourceNamespace, *ct, SourceConntrack
 	f.Keepalive = t.Keepalive
 	return true
 }
 
-// keepaliveParams are the keepalive values a socket uses: its own where they
-// were read, else the namespace's (which it may override unseen).
-func (c *sockCtx) keepaliveParams() sysctl.Keepalive {
-	if o, ok := c.sockopts(); ok && o.Keepalive.Intvl > 0 && o.Keepalive.Probes > 0 {
-		return o.Keepalive
+// setDrop fills in the finding's drop facts from the model's prediction.
+func (f *Finding) setDrop(d sysctl.Drop) {
+	if d.Cause == sysctl.DropNone {
+		return
 	}
-	return c.a.cfg.Tunables.Keepalive
-}
-
-// paramsFrom says where keepaliveParams came from.
-func (c *sockCtx) paramsFrom() Source {
-	if o, ok := c.sockopts(); ok && o.Keepalive.Intvl > 0 && o.Keepalive.Probes > 0 {
-		return SourceSocket
-	}
-	return SourceNamespace
-}
-
-// effectiveKeepIdle is how long the socket's connection stays silent before
-// keepalive's first probe: the owner's TCP_KEEPIDLE where it was read;
-// otherwise inferred from the armed timer (it fires keepidle after the last
-// packet received, so expiry + time since that packet; a lower bound if data
-// arrived since the timer was last armed); otherwise the sysctl. ok is false
-// when keepalive is off or cannot be told.
-func (c *sockCtx) effectiveKeepIdle() (d time.Duration, from Source, ok bool) {
-	s := c.s
-	if o, ok := c.sockopts(); ok {
-		if !o.KeepaliveOn {
-			return 0, SourceNone, false
-		}
-		if o.Keepalive.Time > 0 {
-			return o.Keepalive.Time, SourceSocket, true
-		}
-	}
-	armed, known := s.KeepaliveArmed()
-	if !known || !armed {
-		return 0, SourceNone, false
-	}
-	if s.Timer == diag.TimerKeepalive && s.TimerRetrans > 0 {
-		// Probes are out: the timer now counts the interval, not the idle
-		// time, and the sysctl would be a guess (the socket may set its own).
-		// half_open_keepalive speaks for this socket.
-		return 0, SourceNone, false
-	}
-	if s.Timer == diag.TimerKeepalive && s.Info.Len > 0 {
-		d := (s.TimerExpires + recvSilence(s)).Round(time.Second)
-		return d, SourceTimer, true
-	}
-	return c.a.cfg.Tunables.Time, SourceNamespace, true
+	f.DropIn, f.DropAfter, f.DropLimit, f.DropBy = d.In, d.Since+d.In, d.Limit, d.Cause
 }
 
 // Orphan reports a socket the application has closed while the kernel still
@@ -323,11 +319,4 @@ func connState(st diag.State) bool {
 		return false
 	}
 	return true
-}
-
-func left(total, spent time.Duration) time.Duration {
-	if spent >= total {
-		return 0
-	}
-	return total - spent
 }

@@ -39,6 +39,9 @@ func state(st diag.State) func(*diag.Socket) { return func(s *diag.Socket) { s.S
 func timer(t diag.Timer, expires time.Duration, retrans uint8) func(*diag.Socket) {
 	return func(s *diag.Socket) { s.Timer, s.TimerExpires, s.TimerRetrans = t, expires, retrans }
 }
+func rto(d time.Duration, backoff uint8) func(*diag.Socket) {
+	return func(s *diag.Socket) { s.Info.RTO, s.Info.Backoff = d, backoff }
+}
 func idle(d time.Duration) func(*diag.Socket) {
 	return func(s *diag.Socket) { s.Info.LastDataSent, s.Info.LastDataRecv, s.Info.LastAckRecv = d, d, d }
 }
@@ -51,6 +54,8 @@ type ruleCase struct {
 	opts *proc.SockOpts
 	sev  Severity // 0: not flagged
 	want Finding  // the facts the finding must have; zero fields are not checked
+	// noDrop: the finding must predict no drop (sysctl.DropNone, DropIn 0).
+	noDrop bool
 }
 
 // owners is an Owners that knows one process and, if given, one socket's options.
@@ -92,6 +97,9 @@ func runRule(t *testing.T, check func(*sockCtx, *diag.Socket, *Finding) bool, ca
 			if ok {
 				sameFacts(t, &f, &tc.want)
 			}
+			if tc.noDrop && (f.DropBy != sysctl.DropNone || f.DropIn != 0) {
+				t.Errorf("predicts a drop in %v by %s, want none", f.DropIn, f.DropBy)
+			}
 		})
 	}
 }
@@ -113,6 +121,7 @@ func sameFacts(t *testing.T, f, want *Finding) {
 		{"Keepalive", f.Keepalive, want.Keepalive, want.Keepalive == (sysctl.Keepalive{})},
 		{"DropIn", f.DropIn, want.DropIn, want.DropIn == 0},
 		{"DropAfter", f.DropAfter, want.DropAfter, want.DropAfter == 0},
+		{"DropLimit", f.DropLimit, want.DropLimit, want.DropLimit == 0},
 		{"DropBy", f.DropBy, want.DropBy, want.DropBy == 0},
 		{"Retries", f.Retries, want.Retries, want.Retries == 0},
 		{"Remedy", f.Remedy, want.Remedy, want.Remedy == 0},
@@ -127,14 +136,20 @@ func TestHalfOpenKeepaliveRule(t *testing.T) {
 	runRule(t, halfOpenKeepalive, []ruleCase{
 		{name: "armed, no probe unanswered", s: est(timer(diag.TimerKeepalive, 290*time.Second, 0))},
 		{name: "two probes unanswered, tunables", s: est(timer(diag.TimerKeepalive, 30*time.Second, 2), idle(480*time.Second)),
-			sev: Critical, want: Finding{Count: 2, Value: 8 * time.Minute, DropIn: 9*time.Minute + 15*time.Second, DropBy: DropKeepaliveProbes,
+			sev: Critical, want: Finding{Count: 2, Value: 8 * time.Minute, DropIn: 9*time.Minute + 15*time.Second, DropBy: sysctl.DropKeepaliveProbes,
 				Keepalive: tunables.Keepalive, ValueFrom: SourceNamespace, Remedy: RemedyClose}},
 		{name: "one probe, socket's own options", s: est(timer(diag.TimerKeepalive, 500*time.Millisecond, 1)),
 			opts: &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: time.Second, Intvl: time.Second, Probes: 5}},
 			sev:  Critical, want: Finding{Count: 1, DropIn: 4500 * time.Millisecond, Keepalive: sysctl.Keepalive{Time: time.Second, Intvl: time.Second, Probes: 5}, ValueFrom: SourceSocket}},
 		{name: "last probe out", s: est(timer(diag.TimerKeepalive, 200*time.Millisecond, 9)), sev: Critical, want: Finding{DropIn: 200 * time.Millisecond}},
 		{name: "more probes out than the namespace allows: its own TCP_KEEPCNT", s: est(timer(diag.TimerKeepalive, time.Second, 12)),
-			sev: Critical, want: Finding{Count: 12}},
+			sev: Critical, want: Finding{Count: 12}, noDrop: true},
+		// With TCP_USER_TIMEOUT, TCP_KEEPCNT no longer counts: 2/2/2 + 9 s,
+		// silent for 3 s, the next probe in 1 s: the firing at 4+2 s = 9 s of
+		// silence drops it (tcp_keepalive_timer).
+		{name: "TCP_USER_TIMEOUT, not TCP_KEEPCNT", s: est(timer(diag.TimerKeepalive, time.Second, 1), idle(3*time.Second)),
+			opts: &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 2 * time.Second, Intvl: 2 * time.Second, Probes: 2}, UserTimeout: 9 * time.Second},
+			sev:  Critical, want: Finding{DropIn: 7 * time.Second, DropAfter: 10 * time.Second, DropLimit: 9 * time.Second, DropBy: sysctl.DropUserTimeout, ValueFrom: SourceSocket}},
 		{name: "FIN_WAIT2 timer reported as keepalive", s: est(state(diag.StateFinWait2), timer(diag.TimerKeepalive, 30*time.Second, 1))},
 		{name: "FIN_WAIT2 timer named", s: est(state(diag.StateFinWait2), timer(diag.TimerFinWait2, 30*time.Second, 1))},
 		{name: "retransmit timer", s: est(timer(diag.TimerRetransmit, time.Second, 5))},
@@ -146,14 +161,21 @@ func TestHalfOpenRetransRule(t *testing.T) {
 	inFlight := func(s *diag.Socket) { s.SendQ = 1000; s.Info.LastAckRecv = 100 * time.Second }
 	runRule(t, halfOpenRetrans, []ruleCase{
 		{name: "below threshold", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 2))},
-		{name: "at threshold", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 3)),
-			sev: Critical, want: Finding{Count: 3, Limit: 3, Value: 100 * time.Second, DropBy: DropRetries2, Retries: 15,
-				DropIn: 824600 * time.Millisecond, DropAfter: 924600 * time.Millisecond, Remedy: RemedyUserTimeout}},
+		// Three RTO firings from 200 ms: the first 1.8 s ago, the next in 1 s;
+		// the kernel gives up counting from the first retransmission, not from
+		// the last ACK 100 s ago.
+		{name: "at threshold", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 3), rto(1600*time.Millisecond, 3)),
+			sev: Critical, want: Finding{Count: 3, Limit: 3, Value: 100 * time.Second, DropBy: sysctl.DropRetries2, Retries: 15,
+				DropIn: 922600 * time.Millisecond, DropAfter: 924400 * time.Millisecond, DropLimit: 924600 * time.Millisecond, Remedy: RemedyUserTimeout}},
 		{name: "threshold flag", cfg: func(c *Config) { c.RetransThreshold = 6 }, s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 5))},
-		{name: "user timeout", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 4)), opts: &proc.SockOpts{UserTimeout: 30 * time.Second},
-			sev: Critical, want: Finding{DropBy: DropUserTimeout, DropAfter: 30 * time.Second}},
-		{name: "orphan: tcp_orphan_retries governs", s: est(inFlight, state(diag.StateFinWait1), func(s *diag.Socket) { s.Inode = 0 }, timer(diag.TimerRetransmit, time.Second, 3)),
-			sev: Critical, want: Finding{DropBy: DropOrphanRetries, Retries: 8, DropAfter: 102200 * time.Millisecond, DropIn: 2200 * time.Millisecond, Remedy: RemedyClose}},
+		// The idle time before the write (no ACK for 1m40s) is not
+		// retransmission time: the first retransmission was 5 s ago.
+		{name: "user timeout", s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 4), rto(3200*time.Millisecond, 4)), opts: &proc.SockOpts{UserTimeout: 30 * time.Second},
+			sev: Critical, want: Finding{DropBy: sysctl.DropUserTimeout, DropIn: 25 * time.Second, DropAfter: 30 * time.Second, DropLimit: 30 * time.Second}},
+		{name: "orphan: tcp_orphan_retries governs", s: est(inFlight, state(diag.StateFinWait1), func(s *diag.Socket) { s.Inode = 0 }, timer(diag.TimerRetransmit, time.Second, 3), rto(1600*time.Millisecond, 3)),
+			sev: Critical, want: Finding{DropBy: sysctl.DropOrphanRetries, Retries: 8, DropIn: 100200 * time.Millisecond, DropAfter: 102 * time.Second, DropLimit: 102200 * time.Millisecond, Remedy: RemedyClose}},
+		{name: "tcp_retries2 unknown", cfg: func(c *Config) { c.Tunables.Retries2 = nil }, s: est(inFlight, timer(diag.TimerRetransmit, time.Second, 3)),
+			sev: Critical, want: Finding{Count: 3}, noDrop: true},
 		{name: "SYN_SENT is the handshake", s: est(state(diag.StateSynSent), timer(diag.TimerRetransmit, time.Second, 5))},
 		{name: "keepalive timer", s: est(timer(diag.TimerKeepalive, time.Second, 5))},
 	})
@@ -169,8 +191,27 @@ func TestZeroWindowStallRule(t *testing.T) {
 			sev: Warning, want: Finding{Value: 20 * time.Second, Count: 5, Remedy: RemedyFixReader}},
 		{name: "probes unanswered", s: est(timer(diag.TimerPersist, time.Second, 3), backoff(3)),
 			sev: Warning, want: Finding{Count: 3}},
-		{name: "no persist timer", s: est(timer(diag.TimerRetransmit, time.Second, 0), backoff(5))},
+		{name: "no persist timer, window open", s: est(timer(diag.TimerRetransmit, time.Second, 0), backoff(5))},
+		// tcp_retransmit_timer's zero-window path: retransmissions as probes,
+		// the backoff climbing, the retransmission count not. Five firings
+		// from 204 ms: the first 0.408+0.816+1.632+3.264 s + (6.528-3.428) s ago.
+		{name: "zero window through the retransmit timer", s: est(timer(diag.TimerRetransmit, 3428*time.Millisecond, 0), zeroWindow, rto(6528*time.Millisecond, 5)),
+			sev: Warning, want: Finding{Count: 5, Value: 9220 * time.Millisecond, Remedy: RemedyFixReader}, noDrop: true},
+		{name: "... with TCP_USER_TIMEOUT", s: est(timer(diag.TimerRetransmit, 3428*time.Millisecond, 0), zeroWindow, rto(6528*time.Millisecond, 5)),
+			opts: &proc.SockOpts{UserTimeout: 10 * time.Second}, sev: Warning, want: Finding{DropBy: sysctl.DropUserTimeout, DropIn: 3428 * time.Millisecond, DropLimit: 10 * time.Second}},
+		{name: "... backoff still low", s: est(timer(diag.TimerRetransmit, time.Second, 0), zeroWindow, rto(816*time.Millisecond, 2))},
+		{name: "... tcp_info too short to tell the window", s: est(timer(diag.TimerRetransmit, time.Second, 0), zeroWindow, rto(6528*time.Millisecond, 5), func(s *diag.Socket) { s.Info.Len = 200 })},
+		{name: "persist with TCP_USER_TIMEOUT", s: est(timer(diag.TimerPersist, 3212*time.Millisecond, 0), backoff(5), rto(208*time.Millisecond, 5), func(s *diag.Socket) { s.Info.LastDataSent = 7040 * time.Millisecond }),
+			opts: &proc.SockOpts{UserTimeout: 10 * time.Second}, sev: Warning, want: Finding{DropBy: sysctl.DropUserTimeout, DropIn: 3212 * time.Millisecond, DropLimit: 10 * time.Second}},
+		{name: "persist to a silent peer", s: est(timer(diag.TimerPersist, time.Second, 3), backoff(3), rto(200*time.Millisecond, 3)),
+			sev: Warning, want: Finding{DropBy: sysctl.DropRetries2, Retries: 15}},
+		{name: "persist to a peer that answers: no drop", s: est(timer(diag.TimerPersist, time.Second, 0), backoff(5), rto(200*time.Millisecond, 5)),
+			sev: Warning, noDrop: true},
 	})
+}
+
+func zeroWindow(s *diag.Socket) {
+	s.Info.SndWnd, s.Info.Unacked, s.SendQ = 0, 1, 159280
 }
 
 func TestIdleNoKeepaliveRule(t *testing.T) {
@@ -204,13 +245,25 @@ func TestKeepaliveAfterPathTimeoutRule(t *testing.T) {
 		{name: "no path timeout", s: est(timer(diag.TimerKeepalive, 7199*time.Second, 0))},
 		{name: "inferred after the path", cfg: path(350 * time.Second), s: est(timer(diag.TimerKeepalive, 7000*time.Second, 0), idle(200*time.Second)),
 			sev: Warning, want: Finding{Value: 2 * time.Hour, ValueFrom: SourceTimer, Threshold: 350 * time.Second, ThresholdFrom: SourceConfig, Remedy: RemedyTune}},
+		// The interval, once a probe was answered: 2/10/x behind a 5 s path.
+		{name: "inferred interval after the path", cfg: path(5 * time.Second), s: est(timer(diag.TimerKeepalive, 9*time.Second, 0), idle(time.Second)),
+			sev: Warning, want: Finding{Value: 10 * time.Second, ValueFrom: SourceTimer}},
+		// Equal to the path less an eighth loses: timers fire late.
+		{name: "inferred within the margin", cfg: path(8 * time.Second), s: est(timer(diag.TimerKeepalive, 7500*time.Millisecond, 0), idle(500*time.Millisecond)),
+			sev: Warning, want: Finding{Value: 8 * time.Second, Threshold: 8 * time.Second}},
+		{name: "inferred at the cadence limit", cfg: path(8 * time.Second), s: est(timer(diag.TimerKeepalive, 6500*time.Millisecond, 0), idle(500*time.Millisecond))},
 		{name: "inferred before the path", cfg: path(350 * time.Second), s: est(timer(diag.TimerKeepalive, 14*time.Second, 0), idle(time.Second))},
 		{name: "local conntrack", cfg: conntrack, s: est(timer(diag.TimerKeepalive, 250*time.Second, 0), idle(50*time.Second)),
 			sev: Warning, want: Finding{Value: 5 * time.Minute, Threshold: 2 * time.Minute, ThresholdFrom: SourceConntrack}},
 		{name: "flag beats conntrack", cfg: func(c *Config) { conntrack(c); c.PathIdleTimeout = time.Hour }, s: est(timer(diag.TimerKeepalive, 250*time.Second, 0), idle(50*time.Second))},
 		{name: "sockopts TCP_KEEPIDLE", cfg: path(60 * time.Second), s: est(timer(diag.TimerRetransmit, time.Second, 1)),
-			opts: &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 90 * time.Second}}, sev: Warning,
+			opts: &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 90 * time.Second, Intvl: 10 * time.Second}}, sev: Warning,
 			want: Finding{Value: 90 * time.Second, ValueFrom: SourceSocket, Remedy: RemedySocketKeepidle}},
+		// 2/10/3 behind a 5 s path dies at the middlebox before its first probe
+		// is even due: the interval decides.
+		{name: "sockopts TCP_KEEPINTVL after the path", cfg: path(5 * time.Second), s: est(timer(diag.TimerKeepalive, time.Second, 0)),
+			opts: &proc.SockOpts{KeepaliveOn: true, Keepalive: sysctl.Keepalive{Time: 2 * time.Second, Intvl: 10 * time.Second, Probes: 3}}, sev: Warning,
+			want: Finding{Value: 10 * time.Second, ValueFrom: SourceSocket, Keepalive: sysctl.Keepalive{Time: 2 * time.Second, Intvl: 10 * time.Second, Probes: 3}}},
 		{name: "sockopts keepalive off", cfg: path(60 * time.Second), s: est(timer(diag.TimerKeepalive, 250*time.Second, 0)), opts: &proc.SockOpts{}},
 		{name: "no keepalive", cfg: path(60 * time.Second), s: est()},
 		{name: "retransmitting, unknown", cfg: path(60 * time.Second), s: est(timer(diag.TimerRetransmit, time.Second, 1))},
@@ -258,9 +311,13 @@ func TestTunableRules(t *testing.T) {
 		{"tuned time", sysctlKeepaliveDefault, tunables, 0, Finding{}},
 		{"no conntrack", sysctlKeepaliveAfterConntrack, def, 0, Finding{}},
 		{"after conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(3600 * time.Second)}, Warning,
-			Finding{Value: 2 * time.Hour, Threshold: time.Hour, ThresholdFrom: SourceConntrack, Remedy: RemedyTune}},
+			Finding{Value: 2 * time.Hour, Threshold: time.Hour, ThresholdFrom: SourceConntrack, Keepalive: sysctl.Defaults, Remedy: RemedyTune}},
 		{"before conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(432000 * time.Second)}, 0, Finding{}},
-		{"equal to conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(7200 * time.Second)}, 0, Finding{}},
+		// Equal loses: timers fire late.
+		{"equal to conntrack", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: ptr(7200 * time.Second)}, Warning, Finding{Value: 2 * time.Hour}},
+		{"the interval decides", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Keepalive{Time: 2 * time.Second, Intvl: 10 * time.Second, Probes: 3}, ConntrackEstablished: ptr(5 * time.Second)}, Warning,
+			Finding{Value: 10 * time.Second}},
+		{"at the cadence limit", sysctlKeepaliveAfterConntrack, sysctl.Tunables{Keepalive: sysctl.Keepalive{Time: 4 * time.Second, Intvl: time.Second, Probes: 3}, ConntrackEstablished: ptr(5 * time.Second)}, 0, Finding{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var f Finding

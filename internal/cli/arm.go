@@ -29,9 +29,8 @@ func runArm(e *env, args []string) error {
 	secondsVar(fs, &k.Time, sysctl.MaxTime, "time", "TCP_KEEPIDLE: idle time before the first probe (with --intvl and --probes)")
 	secondsVar(fs, &k.Intvl, sysctl.MaxIntvl, "intvl", "TCP_KEEPINTVL: time between unanswered probes")
 	countVar(fs, &k.Probes, 1, sysctl.MaxProbes, "probes", "TCP_KEEPCNT: unanswered probes before the kernel drops the connection")
-	behind := fs.String("behind", "", "from the model: a middlebox on the path whose idle timeout is known, `NAME` (see above)")
-	var detect time.Duration
-	durationVar(fs, &detect, "detect-within", "from the model: find a dead idle peer within this long")
+	var m modelFlags
+	addModelFlags(fs, &m, &sel.th.PathIdleTimeout)
 	durationVar(fs, &k.UserTimeout, "user-timeout", "TCP_USER_TIMEOUT too: drop a connection whose data goes unacknowledged this long (0: tcp_retries2)")
 	dryRun := fs.Bool("dry-run", false, "take each socket from its owner and read its options; set nothing")
 	procs := fs.BoolP("processes", "p", false, "a PROCESS column in the table: the pid, comm and descriptor each socket was taken from")
@@ -45,8 +44,7 @@ func runArm(e *env, args []string) error {
 	if filter.States &^= ^(armStates | diag.Of(diag.StateListen)); filter.States == 0 {
 		return usagef("arm: --state %s: arm acts on established and close-wait connections, and on listeners named with --state listening", sel.statesText)
 	}
-	explicit := fs.Changed("time") || fs.Changed("intvl") || fs.Changed("probes")
-	model := fs.Changed("path-idle-timeout") || *behind != "" || fs.Changed("detect-within")
+	explicit, model := fs.Changed("time") || fs.Changed("intvl") || fs.Changed("probes"), m.given(fs)
 	k.SetUserTimeout = fs.Changed("user-timeout")
 	switch {
 	case explicit && model:
@@ -55,52 +53,29 @@ func runArm(e *env, args []string) error {
 		return usagef("arm: --time, --intvl and --probes go together: a socket keeps what it is armed with, so say all three")
 	case !explicit && !model:
 		return usagef("arm: say which values to set: --time D --intvl D --probes N, or let the model choose for the path with --behind NAME, --path-idle-timeout D and/or --detect-within D (the values 'tcpkeep sysctl recommend' gives; see -h)")
-	case fs.Changed("path-idle-timeout") && *behind != "":
-		return usagef("arm: give --path-idle-timeout or --behind, not both")
 	case k.SetUserTimeout && (k.UserTimeout%time.Millisecond != 0 || k.UserTimeout > (1<<31-1)*time.Millisecond):
 		return usagef("--user-timeout %s: want whole milliseconds up to 596h, as 90s or 1500ms", report.Duration(k.UserTimeout))
 	}
-	if m, ok := sysctl.LookupMiddlebox(*behind); ok {
-		sel.th.PathIdleTimeout = m.IdleTimeout // the path keepalive_after_path_timeout judges by, too
-	} else if *behind != "" && *behind != sysctl.ConntrackName {
-		return usagef("--behind %q: unknown middlebox (known: %s); or give --path-idle-timeout", *behind, sysctl.MiddleboxNames())
+	if err := m.check(fs, "arm"); err != nil {
+		return err
+	}
+	cfg := kill.ArmConfig{Filter: filter, All: len(sel.codes) == 0, Findings: sel.codes, Audit: sel.th.Config,
+		Listeners: listeners, Keepalive: k, DryRun: *dryRun, PID: pid}
+	if model {
+		cfg.Model = &kill.ArmModel{Path: m.choice(), DetectWithin: m.detect}
+	}
+	if mb, ok := m.table.Lookup(m.behind); ok {
+		cfg.Audit.PathIdleTimeout = mb.IdleTimeout // the path keepalive_after_path_timeout judges by, too
 	}
 	ns, kns, err := e.open()
 	if err != nil {
 		return err
 	}
-	if model {
-		cur, err := kns.Tunables()
-		if err != nil {
-			return inNS(ns, err)
-		}
-		if k.Keepalive, err = armModel(cur, sel.th.PathIdleTimeout, *behind, detect); errors.Is(err, sysctl.ErrImpossible) {
-			return usagef("arm: %v", err)
-		} else if err != nil {
-			return inNS(ns, err)
-		}
-	}
-	cfg := kill.ArmConfig{Filter: filter, All: len(sel.codes) == 0, Findings: sel.codes, Audit: sel.th.Config,
-		Listeners: listeners, Keepalive: k, DryRun: *dryRun, PID: pid}
-	w := report.NewArmWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{NetNS: e.netnsSpec}, k, *dryRun, *procs)
+	w := report.NewArmWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{NetNS: e.netnsSpec}, *dryRun, *procs)
 	var werr error
 	sum, runErr := kill.Arm(e.ctx, kns, cfg, sink(w.Action, &werr))
-	return ended(ns, "arm", "armed", sum.Interrupted, sum.Stopped, runErr, cmp.Or(werr, w.Finish(&sum)), sum.Failed, sum.Selected)
-}
-
-// armModel is what sysctl recommend would recommend for the path: the values
-// arm sets when the model chooses them.
-func armModel(cur sysctl.Tunables, path time.Duration, behind string, detect time.Duration) (sysctl.Keepalive, error) {
-	req := sysctl.Request{PathIdleTimeout: path, PathName: "--path-idle-timeout", DetectWithin: detect}
-	ct := cur.ConntrackEstablished
-	switch m, ok := sysctl.LookupMiddlebox(behind); {
-	case behind == sysctl.ConntrackName && ct == nil:
-		return sysctl.Keepalive{}, errors.New("--behind conntrack: there is no nf_conntrack_tcp_timeout_established (nf_conntrack is not loaded there); give --path-idle-timeout instead")
-	case behind == sysctl.ConntrackName, path == 0 && behind == "" && ct != nil && *ct < sysctl.AssumedPathIdleTimeout:
-		req.PathIdleTimeout, req.PathName = *ct, "local nf_conntrack_tcp_timeout_established"
-	case ok:
-		req.PathIdleTimeout, req.PathName = m.IdleTimeout, m.Name
+	if errors.Is(runErr, sysctl.ErrImpossible) || errors.Is(runErr, sysctl.ErrNoConntrack) {
+		return modelError(ns, "arm", runErr) // before any socket: nothing to write
 	}
-	rec, err := sysctl.Recommend(req)
-	return rec.Keepalive, err
+	return ended(ns, "arm", "armed", sum.Interrupted, sum.Stopped, runErr, cmp.Or(werr, w.Finish(&sum)), sum.Failed, sum.Selected)
 }

@@ -82,8 +82,10 @@ func hasHeader(m map[string]any) bool {
 var optional = map[string][]string{
 	"socket": {"idle_ms", "last_data_recv_ms", "last_data_sent_ms", "last_ack_recv_ms", "rtt_us", "rto_ms", "retransmits", "probes",
 		"backoff", "unacked", "keepalive", "pid", "comm", "so_keepalive", "keepidle_s", "keepintvl_s", "keepcnt", "user_timeout_ms"},
-	"finding": {"socket"},
-	"action":  {"message", "error", "before", "after"},
+	"finding": {"socket", "drop_in_ms", "drop_by"},
+	// heartbeat_ms: only when --heartbeat was given.
+	"sysctl_recommend": {"heartbeat_ms"},
+	"action":           {"message", "error", "before", "after"},
 }
 
 // wantKeys are the key sets of docs/output.md, the header and optional keys
@@ -99,6 +101,8 @@ var wantKeys = map[string][]string{
 	"socket":        {"cookie", "family", "inode", "local", "recv_q", "remote", "send_q", "state", "timer", "timer_expires_ms", "timer_retrans", "uid"},
 	"version":       {"commit", "go", "version"},
 	"sysctl_set":    {"dry_run", "new", "old"},
+	"sysctl_recommend": {"applied", "dead_peer_detect_s", "keepalive_intvl_s", "keepalive_probes", "keepalive_time_s",
+		"path", "path_default", "path_idle_timeout_s", "reason", "user_timeout_ms"},
 }
 
 // TestOneTypeOneKeySet: every record has its type; one type has one key set
@@ -120,13 +124,25 @@ func TestOneTypeOneKeySet(t *testing.T) {
 	runs := [][]string{
 		{"conns", "--state", "all"}, {"audit", "--idle-limit", "1m"}, {"kill", "--dry-run", "--state", "all"},
 		{"kill", "--dport", "443"}, {"sysctl"}, {"version"}, {"sysctl", "set", "--time", "60", "--dry-run"},
-		{"sysctl", "recommend", "--behind", "aws-nlb"}, {"arm", "--dport", "443", "--behind", "aws-nlb"},
+		{"sysctl", "recommend", "--behind", "aws-nlb"}, {"sysctl", "recommend", "--path-idle-timeout", "60s", "--heartbeat", "20s"},
+		{"arm", "--dport", "443", "--behind", "aws-nlb"},
 		{"arm", "--dry-run", "--state", "all", "--time", "60", "--intvl", "10", "--probes", "5", "--user-timeout", "110s"},
 	}
 	byType := map[string][]string{} // type -> its key set
 	sockets := map[string]string{}  // cookie -> the socket record, as JSON
+	drops := 0                      // findings that predict a drop
 	record := func(where, typ string, m map[string]any) {
 		t.Helper()
+		if typ == "finding" {
+			_, in := m["drop_in_ms"]
+			_, by := m["drop_by"]
+			if in != by {
+				t.Errorf("%s: a finding with one of drop_in_ms and drop_by: %v", where, m)
+			}
+			if in {
+				drops++
+			}
+		}
 		// Keys absent where the kernel or the run does not know them
 		// (docs/output.md) do not count against the set.
 		ks := slices.DeleteFunc(keys(m), func(k string) bool { return slices.Contains(optional[typ], k) })
@@ -210,6 +226,9 @@ func TestOneTypeOneKeySet(t *testing.T) {
 		if got := byType[typ]; !slices.Equal(got, want) {
 			t.Errorf("%s keys %v, want %v", typ, got, want)
 		}
+	}
+	if drops == 0 {
+		t.Error("no finding predicted a drop: the half-open socket's should")
 	}
 	if len(sockets) != 9 {
 		t.Errorf("saw %d distinct sockets, want the 5 and arm's 4 (it leaves the listener alone)", len(sockets))

@@ -145,37 +145,27 @@ func runSysctlSet(e *env, args []string) error {
 
 func runSysctlRecommend(e *env, args []string) error {
 	fs := newFlags(e, "sysctl recommend", helpText("sysctl-recommend", "middleboxes", sysctl.MiddleboxNames()))
-	var path, detect time.Duration
+	var m modelFlags
+	var path, heartbeat time.Duration
 	var persist string
-	durationVar(fs, &path, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
-	behind := fs.String("behind", "", "a middlebox whose idle timeout is known: "+sysctl.MiddleboxNames()+"; `NAME`")
-	durationVar(fs, &detect, "detect-within", "declare a dead idle peer within this long")
+	addModelFlags(fs, &m, &path)
+	durationVar(fs, &heartbeat, "heartbeat", "the period of the application's own heartbeat: keepalive stays out of its way")
 	apply := fs.Bool("apply", false, "write the recommended values, as sysctl set does")
 	persistFlag(fs, &persist)
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
 	switch {
-	case fs.Changed("path-idle-timeout") && *behind != "":
-		return usagef("sysctl recommend: give --path-idle-timeout or --behind, not both")
-	case fs.Changed("path-idle-timeout") && path < time.Second:
-		return usagef("--path-idle-timeout %s: want at least 1s", report.Duration(path))
-	case fs.Changed("detect-within") && detect <= 0:
-		return usagef("--detect-within %s: want a positive duration", report.Duration(detect))
+	case fs.Changed("heartbeat") && heartbeat <= 0:
+		return usagef("--heartbeat %s: want a positive duration", report.Duration(heartbeat))
 	case persist != "" && !*apply:
 		return usagef("--persist goes with --apply: recommend changes nothing without it")
 	}
 	if err := persistSpelling(fs, persist); err != nil {
 		return err
 	}
-	req := sysctl.Request{PathIdleTimeout: path, PathName: "--path-idle-timeout", DetectWithin: detect}
-	var m sysctl.Middlebox
-	if *behind != "" && *behind != sysctl.ConntrackName {
-		var ok bool
-		if m, ok = sysctl.LookupMiddlebox(*behind); !ok {
-			return usagef("--behind %q: unknown middlebox (known: %s); or give --path-idle-timeout", *behind, sysctl.MiddleboxNames())
-		}
-		req.PathIdleTimeout, req.PathName = m.IdleTimeout, m.Name
+	if err := m.check(fs, "sysctl recommend"); err != nil {
+		return err
 	}
 	ns, k, cur, err := e.tunables()
 	if err != nil {
@@ -184,18 +174,15 @@ func runSysctlRecommend(e *env, args []string) error {
 	if err := persistHost(ns, k, persist); err != nil {
 		return err
 	}
-	ct := cur.ConntrackEstablished
-	switch {
-	case *behind == sysctl.ConntrackName && ct == nil:
-		return inNS(ns, errors.New("--behind conntrack: there is no nf_conntrack_tcp_timeout_established (nf_conntrack is not loaded there); give --path-idle-timeout instead"))
-	case *behind == sysctl.ConntrackName, path == 0 && *behind == "" && ct != nil && *ct < sysctl.AssumedPathIdleTimeout:
-		req.PathIdleTimeout, req.PathName = *ct, "local nf_conntrack_tcp_timeout_established"
+	choice := m.choice()
+	choice.Conntrack = cur.ConntrackEstablished
+	p, err := sysctl.ChoosePath(choice)
+	if err != nil {
+		return modelError(ns, "sysctl recommend", err)
 	}
-	rec, err := sysctl.Recommend(req)
-	if errors.Is(err, sysctl.ErrImpossible) {
-		return usagef("sysctl recommend: %v", err)
-	} else if err != nil {
-		return err
+	rec, err := sysctl.Recommend(sysctl.Request{Path: p, DetectWithin: m.detect, Heartbeat: heartbeat})
+	if err != nil {
+		return modelError(ns, "sysctl recommend", err)
 	}
 	if *apply {
 		c := sysctl.Change{Keepalive: rec.Keepalive, PersistFile: persist}
@@ -205,4 +192,69 @@ func runSysctlRecommend(e *env, args []string) error {
 	}
 	return report.WriteRecommendation(e.stdout, e.format(), e.meta(ns.String()),
 		&report.Recommendation{Recommendation: rec, Current: cur.Keepalive, Applied: *apply, PersistFile: persist, NetNSArg: e.netnsSpec})
+}
+
+// modelFlags are the model's flags, as sysctl recommend and arm take them:
+// the path (--path-idle-timeout, or --behind with --middleboxes) and the
+// detection target (--detect-within).
+type modelFlags struct {
+	path          *time.Duration
+	detect        time.Duration
+	behind, boxes string
+	table         sysctl.MiddleboxTable
+}
+
+// addModelFlags adds them; path holds --path-idle-timeout, which is added
+// here unless the command has it already (arm's threshold flag).
+func addModelFlags(fs *pflag.FlagSet, m *modelFlags, path *time.Duration) {
+	if m.path = path; fs.Lookup("path-idle-timeout") == nil {
+		durationVar(fs, path, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
+	}
+	fs.StringVar(&m.behind, "behind", "", "a middlebox whose idle timeout is known: "+sysctl.MiddleboxNames()+"; `NAME`")
+	fs.StringVar(&m.boxes, "middleboxes", "", "a `FILE` of your own middleboxes for --behind, one 'name seconds source' a line")
+	durationVar(fs, &m.detect, "detect-within", "declare a dead idle peer within this long")
+}
+
+// given says whether any of them was given.
+func (m *modelFlags) given(fs *pflag.FlagSet) bool {
+	return fs.Changed("path-idle-timeout") || m.behind != "" || fs.Changed("detect-within")
+}
+
+// check refuses what cannot name a path or a target, and reads --middleboxes.
+func (m *modelFlags) check(fs *pflag.FlagSet, cmd string) (err error) {
+	switch {
+	case fs.Changed("path-idle-timeout") && m.behind != "":
+		return usagef("%s: give --path-idle-timeout or --behind, not both", cmd)
+	case fs.Changed("path-idle-timeout") && *m.path < time.Second:
+		return usagef("--path-idle-timeout %s: want at least 1s", report.Duration(*m.path))
+	case fs.Changed("detect-within") && m.detect <= 0:
+		return usagef("--detect-within %s: want a positive duration", report.Duration(m.detect))
+	}
+	m.table = sysctl.Middleboxes
+	if m.boxes != "" {
+		if m.table, err = sysctl.ReadMiddleboxes(m.boxes); err != nil {
+			return usagef("--middleboxes %s: %v (one device a line: name seconds source)", m.boxes, err)
+		}
+	}
+	if _, ok := m.table.Lookup(m.behind); m.behind != "" && m.behind != sysctl.ConntrackName && !ok {
+		return usagef("--behind %q: unknown middlebox (known: %s); add your own with --middleboxes FILE, or give --path-idle-timeout", m.behind, m.table.Names())
+	}
+	return nil
+}
+
+// choice is the path the flags name; the caller adds the namespace's conntrack.
+func (m *modelFlags) choice() sysctl.PathChoice {
+	return sysctl.PathChoice{Given: *m.path, Behind: m.behind, Table: m.table}
+}
+
+// modelError words what the model refused: a request no values can meet is a
+// usage error; a namespace without conntrack, or anything else, a runtime one.
+func modelError(ns netns.NS, cmd string, err error) error {
+	switch {
+	case errors.Is(err, sysctl.ErrImpossible):
+		return usagef("%s: %v", cmd, err)
+	case errors.Is(err, sysctl.ErrNoConntrack):
+		return inNS(ns, errors.New("--behind conntrack: there is no nf_conntrack_tcp_timeout_established (nf_conntrack is not loaded there); give --path-idle-timeout instead"))
+	}
+	return inNS(ns, err)
 }

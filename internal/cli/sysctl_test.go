@@ -33,7 +33,7 @@ func TestSysctlShowsAFreshNamespace(t *testing.T) {
 	}
 	m := decode(t, r.stdout)
 	for k, want := range map[string]any{"type": "sysctl", "netns": ns.Name, "keepalive_time_s": 7200.0, "keepalive_intvl_s": 75.0,
-		"keepalive_probes": 9.0, "dead_peer_detect_s": 7875.0, "tcp_retries2": 15.0, "retrans_give_up_ms": 924600.0} {
+		"keepalive_probes": 9.0, "dead_peer_detect_s": 7875.0, "tcp_retries2": 15.0, "retrans_give_up_ms": 924400.0} {
 		if m[k] != want {
 			t.Errorf("%s = %v, want %v", k, m[k], want)
 		}
@@ -210,7 +210,7 @@ func TestSysctlRecommend(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	m := decode(t, r.stdout)
-	if m["type"] != "sysctl_recommend" || m["keepalive_time_s"] != 315.0 || m["path_idle_timeout_s"] != 350.0 || m["applied"] != false || m["reason"] == "" {
+	if m["type"] != "sysctl_recommend" || m["keepalive_time_s"] != 306.0 || m["path_idle_timeout_s"] != 350.0 || m["applied"] != false || m["reason"] == "" {
 		t.Fatalf("record %s", r.stdout)
 	}
 	if values(ns) != "7200/75/9" {

@@ -10,6 +10,7 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // Results of arming, beside Gone, Denied, Unsupported and Error, which mean
@@ -41,8 +42,15 @@ type ArmConfig struct {
 	// Listeners lets LISTEN sockets be selected: the connections they accept
 	// afterwards inherit the values. Without it they never are.
 	Listeners bool
-	// Keepalive is what to set.
+	// Keepalive is what to set; with Model, its three values are chosen in
+	// the namespace and only its user timeout is taken from here.
 	Keepalive proc.Keepalive
+	// Model, when not nil, has Arm choose the three values for the
+	// namespace as sysctl recommend does, before the dump: what
+	// sysctl.Recommend gives for the path sysctl.ChoosePath picks, with the
+	// namespace's own nf_conntrack timeout (so that "conntrack" means each
+	// namespace's own). ArmSummary.Values says what they were.
+	Model *ArmModel
 	// DryRun takes each selected socket from its owner and reads its options,
 	// and sets nothing.
 	DryRun bool
@@ -53,6 +61,16 @@ type ArmConfig struct {
 	// PID, when not 0, selects only sockets this process holds. With Owners
 	// set, Owners must be restricted to the same process.
 	PID int
+}
+
+// ArmModel is what the values are chosen from when the model chooses them.
+type ArmModel struct {
+	// Path names the path: a timeout, a middlebox, or nothing; Arm fills in
+	// Conntrack from the namespace.
+	Path sysctl.PathChoice
+	// DetectWithin is the longest a dead idle peer may go unnoticed; 0: no
+	// target.
+	DetectWithin time.Duration
 }
 
 // ArmAction is one selected socket and what arming did to it.
@@ -91,6 +109,9 @@ type ArmSummary struct {
 	Armed, Unchanged, WouldArm, Gone, Failed int
 	// DryRun is the config's.
 	DryRun bool
+	// Values are what was set (or, in a dry run, would be): the config's,
+	// or the model's choice.
+	Values proc.Keepalive
 	// Stopped: a refusal that holds for every socket ended the run early.
 	Stopped bool
 	// Interrupted says the run's context ended first.
@@ -153,10 +174,12 @@ type armRun struct {
 // from. A socket the dump did not select is never touched: only the selected
 // socket's own descriptor is duplicated.
 //
-// Arm returns the summary and the error that ended it early: a failed dump,
-// ctx's end (the summary says Interrupted), a failed scan of /proc, or a
-// refusal that holds for every socket (a kernel without pidfd_getfd, or no
-// ptrace rights), wrapped with ErrStopped (the summary says Stopped).
+// Arm returns the summary and the error that ended it early: the model's
+// before the dump (sysctl.ErrImpossible, sysctl.ErrNoConntrack, ...), a
+// failed dump, ctx's end (the summary says Interrupted), a failed scan of
+// /proc, or a refusal that holds for every socket (a kernel without
+// pidfd_getfd, or no ptrace rights), wrapped with ErrStopped (the summary
+// says Stopped).
 func Arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)) (ArmSummary, error) {
 	start := time.Now()
 	sum, err := arm(ctx, ns, cfg, emit)
@@ -166,17 +189,31 @@ func Arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)
 }
 
 func arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)) (ArmSummary, error) {
-	a := &armRun{cfg: cfg, emit: emit}
+	a := &armRun{emit: emit}
 	a.sum.DryRun = cfg.DryRun
-	if err := cfg.Keepalive.Check(); err != nil {
-		return a.sum, err
-	}
-	if len(cfg.Findings) > 0 {
+	if len(cfg.Findings) > 0 || cfg.Model != nil {
 		t, err := ns.Tunables()
 		if err != nil {
 			return a.sum, err
 		}
 		cfg.Audit.Tunables = t
+	}
+	if m := cfg.Model; m != nil {
+		choice := m.Path
+		choice.Conntrack = cfg.Audit.Tunables.ConntrackEstablished
+		p, err := sysctl.ChoosePath(choice)
+		if err != nil {
+			return a.sum, err
+		}
+		rec, err := sysctl.Recommend(sysctl.Request{Path: p, DetectWithin: m.DetectWithin})
+		if err != nil {
+			return a.sum, err
+		}
+		cfg.Keepalive.Keepalive = rec.Keepalive
+	}
+	a.cfg, a.sum.Values = cfg, cfg.Keepalive
+	if err := cfg.Keepalive.Check(); err != nil {
+		return a.sum, err
 	}
 	a.sel = &run{cfg: Config{Filter: cfg.Filter, All: cfg.All, Findings: cfg.Findings, Audit: cfg.Audit, Listeners: cfg.Listeners}}
 	a.sel.aud = auditor(cfg.Findings, cfg.Audit)

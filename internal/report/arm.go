@@ -16,16 +16,15 @@ type ArmWriter struct {
 	st     *stream
 	table  *table
 	words  Words
-	k      proc.Keepalive
 	dryRun bool
 	procs  bool
 }
 
-// NewArmWriter starts writing an arm run that sets k, in format f. With procs
-// the table has a PROCESS column (the records carry pid and comm whenever an
-// owner was found, which arming needs anyway).
-func NewArmWriter(w io.Writer, f Format, m Meta, words Words, k proc.Keepalive, dryRun, procs bool) *ArmWriter {
-	aw := &ArmWriter{st: newStream(w, f, m), words: words, k: k, dryRun: dryRun, procs: procs}
+// NewArmWriter starts writing an arm run in format f. With procs the table
+// has a PROCESS column (the records carry pid and comm whenever an owner was
+// found, which arming needs anyway).
+func NewArmWriter(w io.Writer, f Format, m Meta, words Words, dryRun, procs bool) *ArmWriter {
+	aw := &ArmWriter{st: newStream(w, f, m), words: words, dryRun: dryRun, procs: procs}
 	if f == Table {
 		heads := []string{"RESULT", "REASON", "STATE", "LOCAL", "REMOTE", "IDLE"}
 		if procs {
@@ -97,15 +96,15 @@ func (aw *ArmWriter) Action(a *kill.ArmAction) error {
 	return st.end()
 }
 
-// Finish writes the summary and flushes.
+// Finish writes the summary, with the values set, and flushes.
 func (aw *ArmWriter) Finish(s *kill.ArmSummary) error {
-	st := aw.st
+	st, k := aw.st, s.Values
 	if t := aw.table; t != nil {
 		st.buf = t.flush(st.buf)
 		ns := st.m.NetNS
 		took := Duration(s.Duration)
 		checked := Count(s.Sockets, "socket")
-		v := string(appendKeepalive3(nil, aw.k))
+		v := string(appendKeepalive3(nil, k))
 		var line string
 		switch {
 		case s.Interrupted:
@@ -136,11 +135,11 @@ func (aw *ArmWriter) Finish(s *kill.ArmSummary) error {
 	st.buf = appendKey(st.buf, "values", false)
 	st.buf = append(st.buf, '{')
 	st.buf = appendKey(st.buf, "keepidle_s", true)
-	st.buf = appendIntValue(st.buf, int64(aw.k.Time.Seconds()))
-	st.buf = appendSec(st.buf, "keepintvl_s", aw.k.Intvl)
-	st.buf = appendInt(st.buf, "keepcnt", int64(aw.k.Probes))
-	if aw.k.SetUserTimeout {
-		st.buf = appendMS(st.buf, "user_timeout_ms", aw.k.UserTimeout)
+	st.buf = appendIntValue(st.buf, int64(k.Time.Seconds()))
+	st.buf = appendSec(st.buf, "keepintvl_s", k.Intvl)
+	st.buf = appendInt(st.buf, "keepcnt", int64(k.Probes))
+	if k.SetUserTimeout {
+		st.buf = appendMS(st.buf, "user_timeout_ms", k.UserTimeout)
 	}
 	st.buf = append(st.buf, '}')
 	st.buf = appendMS(st.buf, "duration_ms", s.Duration)

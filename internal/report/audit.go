@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // AuditWriter writes an audit: in ndjson a "finding" line per finding as it
@@ -48,13 +49,18 @@ func (aw *AuditWriter) Finding(f *audit.Finding) error {
 	return nil
 }
 
-// appendFindingFields appends code, severity, message, remedy and socket.
+// appendFindingFields appends code, severity, message, remedy, the predicted
+// drop (drop_in_ms and drop_by, where the model predicts one) and socket.
 func appendFindingFields(dst []byte, f *audit.Finding, w Words, first bool) []byte {
 	dst = appendKey(dst, "code", first)
 	dst = appendString(dst, string(f.Code))
 	dst = appendStr(dst, "severity", f.Severity.String())
 	dst = appendStr(dst, "message", w.Message(f))
 	dst = appendStr(dst, "remedy", f.Remedy.String())
+	if f.DropBy != sysctl.DropNone {
+		dst = appendMS(dst, "drop_in_ms", f.DropIn)
+		dst = appendStr(dst, "drop_by", f.DropBy.String())
+	}
 	if f.Socket != nil {
 		dst = appendSocket(appendKey(dst, "socket", false), f.Socket, f.Owner, f.Opts)
 	}

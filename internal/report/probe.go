@@ -211,12 +211,13 @@ func (iw *IdleWriter) Trial(t probe.Trial) error {
 }
 
 // Result writes what the search found: the "path_idle" record, or sentences
-// with the command line that follows from it.
+// with the command line that follows from it, when sysctl recommend accepts
+// the estimate. When nothing died there is no estimate (no timeout up to
+// --max): path_idle_timeout_s is absent, and survived_s a lower bound.
 func (iw *IdleWriter) Result(r probe.IdleResult, res, took time.Duration, interrupted bool) error {
-	est := int64(r.Estimate / time.Second)
 	recommend := ""
-	if est >= 1 && !interrupted {
-		recommend = fmt.Sprintf("tcpkeep %ssysctl recommend --path-idle-timeout %ds", netnsArg(iw.netns), est)
+	if !interrupted {
+		recommend, _ = RecommendCommand(iw.netns, r.Estimate)
 	}
 	st := iw.st
 	if st.f == Table {
@@ -225,7 +226,7 @@ func (iw *IdleWriter) Result(r probe.IdleResult, res, took time.Duration, interr
 		case interrupted:
 			b = fmt.Appendf(b, "\nInterrupted before the search ended: the longest idle period that survived so far is %s.\n", Duration(r.Survived))
 		case r.Died == 0:
-			b = fmt.Appendf(b, "\nThe path kept a connection idle for %s, the longest tried (--max): its idle timeout is at least that.\n", Duration(r.Survived))
+			b = fmt.Appendf(b, "\nNo timeout up to --max: the path kept every connection idle, up to %s, the longest tried. Try a larger --max to find its timeout.\n", Duration(r.Survived))
 		case r.Survived == 0:
 			b = fmt.Appendf(b, "\nThe path forgot even a connection idle for %s: its idle timeout is shorter.\n", Duration(r.Died))
 		default:
@@ -234,8 +235,8 @@ func (iw *IdleWriter) Result(r probe.IdleResult, res, took time.Duration, interr
 		switch {
 		case recommend != "":
 			b = fmt.Appendf(b, "Keepalive values that keep such connections open: %s\n", recommend)
-		case !interrupted:
-			b = append(b, "No keepalive setting (whole seconds) fits a path this short: use an application heartbeat (tcpkeep probe ADDR --interval ...).\n"...)
+		case !interrupted && r.Died > 0:
+			b = append(b, "No keepalive setting (whole seconds, an eighth under the timeout for timers that fire late) fits a path this short: use an application heartbeat (tcpkeep probe ADDR --interval ...).\n"...)
 		}
 		st.buf = b
 		return st.flush()
@@ -243,7 +244,9 @@ func (iw *IdleWriter) Result(r probe.IdleResult, res, took time.Duration, interr
 	first := st.summary("path_idle")
 	st.buf = appendKey(st.buf, "remote", first)
 	st.buf = appendString(st.buf, iw.remote)
-	st.buf = appendInt(st.buf, "path_idle_timeout_s", est)
+	if r.Died > 0 {
+		st.buf = appendSec(st.buf, "path_idle_timeout_s", r.Estimate)
+	}
 	st.buf = appendSec(st.buf, "survived_s", r.Survived)
 	if r.Died > 0 {
 		st.buf = appendSec(st.buf, "died_s", r.Died)

@@ -63,7 +63,7 @@ func AppendAuditProm(b []byte, p PromAudit) []byte {
 		val("tcpkeep_keepalive_intvl_seconds", "", t.Intvl.Seconds())
 		metric("tcpkeep_keepalive_probes", "net.ipv4.tcp_keepalive_probes: unanswered probes before the connection is dropped.", "gauge")
 		val("tcpkeep_keepalive_probes", "", float64(t.Probes))
-		metric("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: time + intvl x probes.", "gauge")
+		metric("tcpkeep_dead_peer_detect_seconds", "How long a dead peer on an idle keepalive connection goes unnoticed: max(time, intvl) + intvl x probes after the last answer.", "gauge")
 		val("tcpkeep_dead_peer_detect_seconds", "", t.DeadPeerDetect().Seconds())
 		if t.Retries2 != nil {
 			metric("tcpkeep_tcp_retries2", "net.ipv4.tcp_retries2: retransmission backoffs before the kernel drops a connection.", "gauge")

@@ -29,8 +29,9 @@ func AppendSocketRecord(dst []byte, m Meta, s *diag.Socket, o *proc.Owner, opts 
 // order, without braces; first says whether they open the object.
 //
 // Keys from tcp_info are absent when the kernel sent none (TIME_WAIT and request
-// sockets); keepalive is absent where the timer cannot tell; pid and comm are
-// present with an owner, the option keys with options.
+// sockets), and the idle and last_* times before the handshake and on
+// listeners (timesKnown); keepalive is absent where the timer cannot tell; pid
+// and comm are present with an owner, the option keys with options.
 func appendSocketFields(dst []byte, s *diag.Socket, o *proc.Owner, opts *proc.SockOpts, first bool) []byte {
 	dst = appendKey(dst, "family", first)
 	dst = appendString(dst, s.Family.String())
@@ -46,10 +47,12 @@ func appendSocketFields(dst []byte, s *diag.Socket, o *proc.Owner, opts *proc.So
 	dst = appendUint(dst, "inode", uint64(s.Inode))
 	dst = appendHex16(appendKey(dst, "cookie", false), s.Cookie)
 	if in := &s.Info; in.Len > 0 {
-		dst = appendMS(dst, "idle_ms", s.Idle())
-		dst = appendMS(dst, "last_data_recv_ms", in.LastDataRecv)
-		dst = appendMS(dst, "last_data_sent_ms", in.LastDataSent)
-		dst = appendMS(dst, "last_ack_recv_ms", in.LastAckRecv)
+		if timesKnown(s) {
+			dst = appendMS(dst, "idle_ms", s.Idle())
+			dst = appendMS(dst, "last_data_recv_ms", in.LastDataRecv)
+			dst = appendMS(dst, "last_data_sent_ms", in.LastDataSent)
+			dst = appendMS(dst, "last_ack_recv_ms", in.LastAckRecv)
+		}
 		dst = appendUS(dst, "rtt_us", in.RTT)
 		dst = appendMS(dst, "rto_ms", in.RTO)
 		dst = appendUint(dst, "retransmits", uint64(in.Retransmits))
@@ -108,12 +111,23 @@ func appendRemote(c []byte, s *diag.Socket) []byte {
 }
 
 // appendIdle writes how long the connection has been idle; "-" where the
-// kernel does not say (no tcp_info) or it means nothing (a listener).
+// kernel does not say (no tcp_info) or it means nothing (timesKnown).
 func appendIdle(c []byte, s *diag.Socket) []byte {
-	if s.Info.Len == 0 || s.State == diag.StateListen {
+	if !timesKnown(s) {
 		return append(c, '-')
 	}
 	return AppendDuration(c, s.Idle())
+}
+
+// timesKnown: tcp_info's times since the last data and ACK count from the
+// handshake; before it is done (SYN_SENT, SYN_RECV) and on a listener they
+// count from nothing, and a 2 s old SYN_SENT would show an hour of idle.
+func timesKnown(s *diag.Socket) bool {
+	switch s.State {
+	case diag.StateSynSent, diag.StateSynRecv, diag.StateNewSynRecv, diag.StateListen:
+		return false
+	}
+	return s.Info.Len > 0
 }
 
 // appendProcess writes pid/comm, or "-".
@@ -168,7 +182,9 @@ func appendNextProbe(c []byte, s *diag.Socket, opts *proc.SockOpts) []byte {
 		if probes > 0 {
 			c = append(c, " (probe "...)
 			c = strconv.AppendUint(c, uint64(probes)+1, 10)
-			if opts != nil {
+			// With TCP_USER_TIMEOUT the kernel probes until the silence
+			// reaches it, past TCP_KEEPCNT (tcp_keepalive_timer).
+			if opts != nil && opts.UserTimeout == 0 {
 				c = append(c, " of "...)
 				c = strconv.AppendInt(c, int64(opts.Keepalive.Probes), 10)
 			}

@@ -26,7 +26,7 @@ func appendTunablesFields(dst []byte, t *sysctl.Tunables, first bool) []byte {
 	dst = appendKeepaliveFields(dst, t.Keepalive, first)
 	if t.Retries2 != nil {
 		dst = appendInt(dst, "tcp_retries2", int64(*t.Retries2))
-		dst = appendMS(dst, "retrans_give_up_ms", sysctl.RetransGiveUp(*t.Retries2))
+		dst = appendMS(dst, "retrans_give_up_ms", retransAfter(*t.Retries2))
 	}
 	if t.FinTimeout != nil {
 		dst = appendSec(dst, "tcp_fin_timeout_s", *t.FinTimeout)
@@ -58,33 +58,38 @@ func WriteSysctl(w io.Writer, f Format, m Meta, t *sysctl.Tunables) error {
 	row("net.ipv4.tcp_keepalive_intvl", int64(t.Intvl/time.Second), d(t.Intvl)+" between unanswered probes")
 	row("net.ipv4.tcp_keepalive_probes", int64(t.Probes), "unanswered probes before the connection is dropped")
 	if t.Retries2 != nil {
-		row("net.ipv4.tcp_retries2", int64(*t.Retries2), "retransmissions before giving up (about "+d(sysctl.RetransGiveUp(*t.Retries2))+")")
+		row("net.ipv4.tcp_retries2", int64(*t.Retries2), "retransmissions before giving up (about "+d(retransAfter(*t.Retries2))+" after the first)")
 	}
 	if t.FinTimeout != nil {
 		row("net.ipv4.tcp_fin_timeout", int64(*t.FinTimeout/time.Second), d(*t.FinTimeout)+" an orphaned FIN_WAIT2 socket lives")
 	}
 	if t.OrphanRetries != nil {
 		r := sysctl.OrphanRetries(*t.OrphanRetries)
-		row("net.ipv4.tcp_orphan_retries", int64(*t.OrphanRetries), fmt.Sprintf("retransmissions of a closed socket before giving up (%d: about %s)", r, d(sysctl.RetransGiveUp(r))))
+		row("net.ipv4.tcp_orphan_retries", int64(*t.OrphanRetries), fmt.Sprintf("retransmissions of a closed socket before giving up (%d: about %s)", r, d(orphanAfter(*t.OrphanRetries))))
 	}
 	if t.ConntrackEstablished != nil {
 		row("net.netfilter.nf_conntrack_tcp_timeout_established", int64(*t.ConntrackEstablished/time.Second), d(*t.ConntrackEstablished)+" local conntrack keeps an idle flow")
 	}
 	b := tb.flush(nil)
-	b = fmt.Appendf(b, "\nA dead peer on an idle connection with SO_KEEPALIVE is dropped after %s (%ds + %d x %ds).\n",
-		d(t.DeadPeerDetect()), t.Time/time.Second, t.Probes, t.Intvl/time.Second)
+	b = fmt.Appendf(b, "\nA dead peer on an idle connection with SO_KEEPALIVE is dropped %s after its last answer (%s).\n",
+		d(t.DeadPeerDetect()), detectFormula(t.Keepalive))
 	if t.Retries2 != nil {
-		b = fmt.Appendf(b, "A dead peer with unacknowledged data is dropped after about %s (tcp_retries2 %d), unless TCP_USER_TIMEOUT is set.\n",
-			d(sysctl.RetransGiveUp(*t.Retries2)), *t.Retries2)
+		b = fmt.Appendf(b, "A dead peer with unacknowledged data is dropped about %s after the first retransmission (tcp_retries2 %d), unless TCP_USER_TIMEOUT is set.\n",
+			d(retransAfter(*t.Retries2)), *t.Retries2)
 	}
 	b = append(b, "Sockets without SO_KEEPALIVE never notice a dead idle peer; sockets that set TCP_KEEPIDLE/INTVL/CNT use their own values.\n"...)
 	if t.Time == sysctl.Defaults.Time {
 		b = fmt.Appendf(b, "Warning: tcp_keepalive_time is the kernel default of %s; most NAT gateways, firewalls and load balancers forget an idle flow within 4 to 20 minutes. See: tcpkeep sysctl recommend -h\n", d(t.Time))
 	}
-	if t.ConntrackEstablished != nil && t.Time > *t.ConntrackEstablished {
-		b = fmt.Appendf(b, "Warning: tcp_keepalive_time (%s) exceeds the local conntrack timeout (%s): conntrack forgets idle flows before the first probe. See: tcpkeep sysctl recommend --behind conntrack\n",
-			d(t.Time), d(*t.ConntrackEstablished))
+	if cadenceOverConntrack(t) {
+		b = fmt.Appendf(b, "Warning: keepalive probes every %s (max of tcp_keepalive_time and _intvl), too close to the local conntrack timeout (%s) for timers that fire late: conntrack forgets idle flows between probes. See: tcpkeep sysctl recommend --behind conntrack\n",
+			d(t.Cadence()), d(*t.ConntrackEstablished))
 	}
+	var path time.Duration
+	if t.ConntrackEstablished != nil {
+		path = *t.ConntrackEstablished
+	}
+	b = appendKeepaliveTimeline(b, t.Keepalive, path, "local conntrack")
 	return write(w, b)
 }
 
@@ -169,6 +174,12 @@ func WriteRecommendation(w io.Writer, f Format, m Meta, r *Recommendation) error
 		return writeRecord(w, "sysctl_recommend", m, func(b []byte) []byte {
 			b = appendKeepaliveFields(b, r.Keepalive, false)
 			b = appendSec(b, "path_idle_timeout_s", r.PathIdleTimeout)
+			b = appendStr(b, "path", pathKey(r.Path))
+			b = appendBool(b, "path_default", pathIsDefault(r.Path))
+			b = appendMS(b, "user_timeout_ms", r.UserTimeout)
+			if r.Heartbeat > 0 {
+				b = appendMS(b, "heartbeat_ms", r.Heartbeat)
+			}
 			b = appendStr(b, "reason", r.Reason)
 			return appendBool(b, "applied", r.Applied)
 		})
@@ -189,6 +200,11 @@ func WriteRecommendation(w io.Writer, f Format, m Meta, r *Recommendation) error
 	}
 	b := tb.flush(nil)
 	b = append(append(b, r.Reason...), '\n')
+	if note := pathNote(r.Path); note != "" {
+		b = append(append(b, note...), '\n')
+	}
+	b = appendKeepaliveTimeline(b, r.Keepalive, r.PathIdleTimeout, pathFrom(r.Path))
+	b = append(b, '\n')
 	switch {
 	case r.Applied && r.PersistFile != "":
 		b = fmt.Appendf(b, "Applied, and persisted to %s.\n", r.PersistFile)

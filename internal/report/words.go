@@ -3,9 +3,11 @@ package report
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // Words puts findings into sentences for one command: the libraries state
@@ -31,10 +33,14 @@ func (w Words) Message(f *audit.Finding) string {
 	case audit.HalfOpenKeepalive:
 		fmt.Fprintf(&b, "%s: %d keepalive %s unanswered and nothing received for %s, the peer is gone (crashed, cut off, or a middlebox forgot the flow); ",
 			between(s), f.Count, plural(f.Count, "probe", "probes"), d(f.Value))
-		if f.DropBy == audit.DropUnknown {
+		switch {
+		case f.DropBy == sysctl.DropNone:
 			b.WriteString("when the kernel drops it depends on the socket's own TCP_KEEPCNT")
 			w.sockopts(&b, " (--sockopts reads it)")
-		} else {
+		case f.DropBy == sysctl.DropUserTimeout:
+			fmt.Fprintf(&b, "TCP_USER_TIMEOUT %s drops it in about %s (at the first probe once nothing was received for that long; TCP_KEEPCNT no longer counts)",
+				d(f.DropLimit), d(f.DropIn))
+		default:
 			fmt.Fprintf(&b, "the kernel drops it in about %s (after %d probes %s apart, ", d(f.DropIn), f.Keepalive.Probes, d(f.Keepalive.Intvl))
 			if f.ValueFrom == audit.SourceSocket {
 				b.WriteString("the socket's TCP_KEEPINTVL and TCP_KEEPCNT)")
@@ -48,22 +54,28 @@ func (w Words) Message(f *audit.Finding) string {
 		fmt.Fprintf(&b, "%s: %d retransmissions and no ACK for %s with %d bytes unsent or unacknowledged, the peer is gone or the path drops its packets; ",
 			between(s), f.Count, d(f.Value), s.SendQ)
 		switch f.DropBy {
-		case audit.DropUserTimeout:
-			fmt.Fprintf(&b, "TCP_USER_TIMEOUT gives up in about %s (after %s without an ACK)", d(f.DropIn), d(f.DropAfter))
-		case audit.DropOrphanRetries:
+		case sysctl.DropUserTimeout:
+			fmt.Fprintf(&b, "TCP_USER_TIMEOUT gives up in about %s (%s after the first retransmission, %s ago)", d(f.DropIn), d(f.DropLimit), d(f.DropAfter-f.DropIn))
+		case sysctl.DropOrphanRetries:
 			fmt.Fprintf(&b, "the application has closed it, so tcp_orphan_retries (%d retransmissions) gives up in about %s (%s after the first retransmission)", f.Retries, d(f.DropIn), d(f.DropAfter))
-		case audit.DropRetries2:
+		case sysctl.DropRetries2:
 			fmt.Fprintf(&b, "tcp_retries2 %d gives up in about %s (%s after the first retransmission, longer on a slow path)", f.Retries, d(f.DropIn), d(f.DropAfter))
 		default:
 			b.WriteString("tcp_retries2 is unknown, so when the kernel gives up is too")
 		}
 	case audit.ZeroWindowStall:
 		what := "the peer stopped reading"
-		if s.TimerRetrans >= audit.ZeroWindowProbes {
+		if s.Timer == diag.TimerPersist && s.TimerRetrans >= audit.ZeroWindowProbes {
 			what = fmt.Sprintf("and the last %d went unanswered: the peer may be gone too", s.TimerRetrans)
 		}
 		fmt.Fprintf(&b, "%s: the peer has advertised a zero window for about %s and %d zero-window probes went out, %s; %d bytes wait in the send queue",
 			between(s), d(f.Value), f.Count, what, s.SendQ)
+		switch f.DropBy {
+		case sysctl.DropUserTimeout:
+			fmt.Fprintf(&b, "; TCP_USER_TIMEOUT %s drops it in about %s", d(f.DropLimit), d(f.DropIn))
+		case sysctl.DropRetries2, sysctl.DropOrphanRetries:
+			fmt.Fprintf(&b, "; if nothing answers, %s drops it in about %s", f.DropBy, d(f.DropIn))
+		}
 	case audit.IdleNoKeepalive:
 		fmt.Fprintf(&b, "%s: idle for %s (over --max-idle %s) without SO_KEEPALIVE", between(s), d(f.Value), d(f.Threshold))
 		holder(&b, f)
@@ -71,8 +83,8 @@ func (w Words) Message(f *audit.Finding) string {
 	case audit.IdleOverlong:
 		fmt.Fprintf(&b, "%s: no data sent or received for %s (over --idle-limit %s)", between(s), d(f.Value), d(f.Threshold))
 	case audit.KeepaliveAfterPathTimeout:
-		fmt.Fprintf(&b, "%s: keepalive's first probe comes after %s of silence (%s), but %s forgets an idle flow after %s, so the probe finds the flow gone",
-			between(s), d(f.Value), source(f.ValueFrom), pathName(f.ThresholdFrom), d(f.Threshold))
+		fmt.Fprintf(&b, "%s: keepalive probes the idle connection every %s (%s), but %s forgets an idle flow after %s, and timers fire up to an eighth late, so the flow can be gone before a probe",
+			between(s), d(f.Value), cadenceSource(f), pathName(f.ThresholdFrom), d(f.Threshold))
 	case audit.CloseWaitStale:
 		fmt.Fprintf(&b, "%s: in CLOSE_WAIT for about %s (over --close-wait-after %s): the peer closed, the application never did", between(s), d(f.Value), d(f.Threshold))
 	case audit.ListenQueueFull:
@@ -87,7 +99,8 @@ func (w Words) Message(f *audit.Finding) string {
 		fmt.Fprintf(&b, "tcp_keepalive_time is the kernel default of %s: a dead idle peer is found after %s, long after most NAT gateways, firewalls and load balancers (4 to 20 minutes) forgot the flow",
 			d(f.Value), d(f.Keepalive.DeadPeerDetect()))
 	case audit.SysctlKeepaliveAfterConntrack:
-		fmt.Fprintf(&b, "tcp_keepalive_time %s exceeds nf_conntrack_tcp_timeout_established %s: local conntrack forgets an idle flow before its first keepalive probe", d(f.Value), d(f.Threshold))
+		fmt.Fprintf(&b, "keepalive probes every %s (the larger of tcp_keepalive_time %s and tcp_keepalive_intvl %s), not under nf_conntrack_tcp_timeout_established %s less an eighth for timers that fire late: local conntrack can forget an idle flow before its next keepalive probe",
+			d(f.Value), d(f.Keepalive.Time), d(f.Keepalive.Intvl), d(f.Threshold))
 	default:
 		fmt.Fprintf(&b, "%s", f.Code)
 	}
@@ -134,18 +147,28 @@ func (w Words) remedy(f *audit.Finding) string {
 	case audit.RemedyKeepalive:
 		return "set SO_KEEPALIVE in the application (with TCP_KEEPIDLE below the path's idle timeout)" + w.arm(f, ns, "; until then, arm this connection now: ", false)
 	case audit.RemedySocketKeepidle:
-		return fmt.Sprintf("set TCP_KEEPIDLE in the application below %s", Duration(f.Threshold*9/10))
+		limit := sysctl.CadenceLimit(f.Threshold)
+		if limit < time.Second {
+			return noKeepaliveFits
+		}
+		return fmt.Sprintf("set TCP_KEEPIDLE and TCP_KEEPINTVL in the application to %s at most", Duration(limit))
 	case audit.RemedyTune:
 		if f.Code == audit.SysctlKeepaliveDefault {
 			return fmt.Sprintf("lower it with tcpkeep%s sysctl recommend --apply", ns)
+		}
+		// The longest cadence that stays under the path less its margin
+		// (sysctl.CadenceLimit): what sysctl recommend plans for.
+		limit := sysctl.CadenceLimit(f.Threshold)
+		if limit < time.Second {
+			return noKeepaliveFits
 		}
 		path := "--path-idle-timeout " + Duration(f.Threshold)
 		if f.ThresholdFrom == audit.SourceConntrack {
 			path = "--behind conntrack"
 		}
-		r := fmt.Sprintf("lower tcp_keepalive_time below %s with tcpkeep%s sysctl recommend %s --apply", Duration(f.Threshold*9/10), ns, path)
+		r := fmt.Sprintf("bring tcp_keepalive_time and tcp_keepalive_intvl to %s at most with tcpkeep%s sysctl recommend %s --apply", Duration(limit), ns, path)
 		if f.ValueFrom == audit.SourceTimer {
-			r += ", or the socket's TCP_KEEPIDLE if it sets its own"
+			r += ", or the socket's TCP_KEEPIDLE and TCP_KEEPINTVL if it sets its own"
 		}
 		return r
 	case audit.RemedyFixClose:
@@ -202,15 +225,20 @@ func holder(b *strings.Builder, f *audit.Finding) {
 	}
 }
 
-// source names where a keepalive time came from.
-func source(s audit.Source) string {
-	switch s {
+// noKeepaliveFits is the remedy for a path shorter than any whole-second
+// keepalive cadence plus its margin.
+const noKeepaliveFits = "no keepalive setting fits a path this short: use an application heartbeat (tcpkeep probe ADDR --interval D)"
+
+// cadenceSource says where keepalive's cadence came from.
+func cadenceSource(f *audit.Finding) string {
+	k := f.Keepalive
+	switch f.ValueFrom {
 	case audit.SourceSocket:
-		return "the socket's TCP_KEEPIDLE"
+		return "the larger of the socket's TCP_KEEPIDLE " + Duration(k.Time) + " and TCP_KEEPINTVL " + Duration(k.Intvl)
 	case audit.SourceTimer:
-		return "inferred from its keepalive timer"
+		return "from its keepalive timer: the next probe comes that long after the last packet received"
 	}
-	return "tcp_keepalive_time"
+	return "the larger of tcp_keepalive_time " + Duration(k.Time) + " and tcp_keepalive_intvl " + Duration(k.Intvl)
 }
 
 // pathName names where a path timeout came from.
