@@ -56,7 +56,7 @@ func runArm(e *env, args []string) error {
 	case k.SetUserTimeout && (k.UserTimeout%time.Millisecond != 0 || k.UserTimeout > (1<<31-1)*time.Millisecond):
 		return usagef("--user-timeout %s: want whole milliseconds up to 596h, as 90s or 1500ms", report.Duration(k.UserTimeout))
 	}
-	if err := m.check(fs, "arm"); err != nil {
+	if err := m.check(fs); err != nil {
 		return err
 	}
 	cfg := kill.ArmConfig{Filter: filter, All: len(sel.codes) == 0, Findings: sel.codes, Audit: sel.th.Config,
@@ -74,8 +74,8 @@ func runArm(e *env, args []string) error {
 	w := report.NewArmWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{NetNS: e.netnsSpec}, *dryRun, *procs)
 	var werr error
 	sum, runErr := kill.Arm(e.ctx, kns, cfg, sink(w.Action, &werr))
-	if errors.Is(runErr, sysctl.ErrImpossible) || errors.Is(runErr, sysctl.ErrNoConntrack) {
-		return modelError(ns, "arm", runErr) // before any socket: nothing to write
+	if errors.Is(runErr, kill.ErrValues) {
+		return m.error(ns, "arm", runErr) // before any socket: nothing to write
 	}
 	return ended(ns, "arm", "armed", sum.Interrupted, sum.Stopped, runErr, cmp.Or(werr, w.Finish(&sum)), sum.Failed, sum.Selected)
 }

@@ -164,7 +164,7 @@ func runSysctlRecommend(e *env, args []string) error {
 	if err := persistSpelling(fs, persist); err != nil {
 		return err
 	}
-	if err := m.check(fs, "sysctl recommend"); err != nil {
+	if err := m.check(fs); err != nil {
 		return err
 	}
 	ns, k, cur, err := e.tunables()
@@ -178,11 +178,11 @@ func runSysctlRecommend(e *env, args []string) error {
 	choice.Conntrack = cur.ConntrackEstablished
 	p, err := sysctl.ChoosePath(choice)
 	if err != nil {
-		return modelError(ns, "sysctl recommend", err)
+		return m.error(ns, "sysctl recommend", err)
 	}
 	rec, err := sysctl.Recommend(sysctl.Request{Path: p, DetectWithin: m.detect, Heartbeat: heartbeat})
 	if err != nil {
-		return modelError(ns, "sysctl recommend", err)
+		return m.error(ns, "sysctl recommend", err)
 	}
 	if *apply {
 		c := sysctl.Change{Keepalive: rec.Keepalive, PersistFile: persist}
@@ -220,24 +220,19 @@ func (m *modelFlags) given(fs *pflag.FlagSet) bool {
 	return fs.Changed("path-idle-timeout") || m.behind != "" || fs.Changed("detect-within")
 }
 
-// check refuses what cannot name a path or a target, and reads --middleboxes.
-func (m *modelFlags) check(fs *pflag.FlagSet, cmd string) (err error) {
+// check refuses what cannot name a path or a target, and reads --middleboxes;
+// ChoosePath refuses a --behind no table has (modelError words it).
+func (m *modelFlags) check(fs *pflag.FlagSet) (err error) {
 	switch {
-	case fs.Changed("path-idle-timeout") && m.behind != "":
-		return usagef("%s: give --path-idle-timeout or --behind, not both", cmd)
 	case fs.Changed("path-idle-timeout") && *m.path < time.Second:
 		return usagef("--path-idle-timeout %s: want at least 1s", report.Duration(*m.path))
 	case fs.Changed("detect-within") && m.detect <= 0:
 		return usagef("--detect-within %s: want a positive duration", report.Duration(m.detect))
 	}
-	m.table = sysctl.Middleboxes
-	if m.boxes != "" {
+	if m.table = sysctl.Middleboxes; m.boxes != "" {
 		if m.table, err = sysctl.ReadMiddleboxes(m.boxes); err != nil {
 			return usagef("--middleboxes %s: %v (one device a line: name seconds source)", m.boxes, err)
 		}
-	}
-	if _, ok := m.table.Lookup(m.behind); m.behind != "" && m.behind != sysctl.ConntrackName && !ok {
-		return usagef("--behind %q: unknown middlebox (known: %s); add your own with --middleboxes FILE, or give --path-idle-timeout", m.behind, m.table.Names())
 	}
 	return nil
 }
@@ -247,10 +242,15 @@ func (m *modelFlags) choice() sysctl.PathChoice {
 	return sysctl.PathChoice{Given: *m.path, Behind: m.behind, Table: m.table}
 }
 
-// modelError words what the model refused: a request no values can meet is a
-// usage error; a namespace without conntrack, or anything else, a runtime one.
-func modelError(ns netns.NS, cmd string, err error) error {
+// modelError words what the model refused: a path named twice, a middlebox no
+// table has, or a request no values can meet is a usage error; a namespace
+// without conntrack, or anything else, a runtime one.
+func (m *modelFlags) error(ns netns.NS, cmd string, err error) error {
 	switch {
+	case errors.Is(err, sysctl.ErrPathConflict):
+		return usagef("%s: give --path-idle-timeout or --behind, not both", cmd)
+	case errors.Is(err, sysctl.ErrUnknownMiddlebox):
+		return usagef("--behind %q: unknown middlebox (known: %s); add your own with --middleboxes FILE, or give --path-idle-timeout", m.behind, m.table.Names())
 	case errors.Is(err, sysctl.ErrImpossible):
 		return usagef("%s: %v", cmd, err)
 	case errors.Is(err, sysctl.ErrNoConntrack):

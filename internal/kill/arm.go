@@ -63,6 +63,12 @@ type ArmConfig struct {
 	PID int
 }
 
+// ErrValues marks the error Arm returns, before the dump, when the model
+// cannot choose values in the namespace; the sysctl error it wraps says why
+// (sysctl.ErrImpossible, sysctl.ErrNoConntrack, sysctl.ErrUnknownMiddlebox,
+// sysctl.ErrPathConflict).
+var ErrValues = errors.New("no keepalive values")
+
 // ArmModel is what the values are chosen from when the model chooses them.
 type ArmModel struct {
 	// Path names the path: a timeout, a middlebox, or nothing; Arm fills in
@@ -175,8 +181,7 @@ type armRun struct {
 // socket's own descriptor is duplicated.
 //
 // Arm returns the summary and the error that ended it early: the model's
-// before the dump (sysctl.ErrImpossible, sysctl.ErrNoConntrack, ...), a
-// failed dump, ctx's end (the summary says Interrupted), a failed scan of
+// before the dump (ErrValues), a failed dump, ctx's end (the summary says Interrupted), a failed scan of
 // /proc, or a refusal that holds for every socket (a kernel without
 // pidfd_getfd, or no ptrace rights), wrapped with ErrStopped (the summary
 // says Stopped).
@@ -203,11 +208,11 @@ func arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)
 		choice.Conntrack = cfg.Audit.Tunables.ConntrackEstablished
 		p, err := sysctl.ChoosePath(choice)
 		if err != nil {
-			return a.sum, err
+			return a.sum, fmt.Errorf("%w: %w", ErrValues, err)
 		}
 		rec, err := sysctl.Recommend(sysctl.Request{Path: p, DetectWithin: m.DetectWithin})
 		if err != nil {
-			return a.sum, err
+			return a.sum, fmt.Errorf("%w: %w", ErrValues, err)
 		}
 		cfg.Keepalive.Keepalive = rec.Keepalive
 	}
