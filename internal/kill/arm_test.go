@@ -608,3 +608,39 @@ func TestArmNoOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestArmModelPerNamespace: with a Model, Arm chooses the values in each
+// namespace from its own tunables: "conntrack" is that namespace's
+// nf_conntrack_tcp_timeout_established, so two namespaces armed with the
+// same config get each its own recommendation; an impossible target is
+// ErrValues before anything is touched.
+func TestArmModelPerNamespace(t *testing.T) {
+	model := &kill.ArmModel{Path: sysctl.PathChoice{Behind: sysctl.ConntrackName}}
+	for _, ct := range []time.Duration{100 * time.Second, 200 * time.Second} {
+		ns := testnet.NewNS(t)
+		if ns.ReadSysctl("net/netfilter/nf_conntrack_tcp_timeout_established") == "" {
+			t.Fatal("nf_conntrack is not loaded: modprobe nf_conntrack")
+		}
+		ns.Sysctl("net/netfilter/nf_conntrack_tcp_timeout_established", fmt.Sprint(int(ct/time.Second)))
+		srv := ns.Program()
+		lfd, port := srv.Listen("127.0.0.1:0")
+		ns.Dial(fmt.Sprintf("127.0.0.1:%d", port))
+		fd := srv.Accept(lfd)
+		rec, err := sysctl.Recommend(sysctl.Request{Path: sysctl.Path{IdleTimeout: ct, Kind: sysctl.PathConntrack}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acts, sum, err := armNS(t, ns, kill.ArmConfig{Filter: portFilter(port, diag.StateEstablished), All: true, Model: model})
+		if err != nil || len(acts) != 1 || acts[0].result != kill.Armed || sum.Values.Keepalive != rec.Keepalive {
+			t.Fatalf("conntrack %v: actions %v summary %+v err %v, want armed with %+v", ct, acts, sum, err, rec.Keepalive)
+		}
+		wantOpts(t, fmt.Sprintf("conntrack %v", ct), srv.Opts(fd), proc.Keepalive{Keepalive: rec.Keepalive})
+		t.Logf("conntrack %v: armed with %v/%v/%d", ct, rec.Time, rec.Intvl, rec.Probes)
+
+		acts, _, err = armNS(t, ns, kill.ArmConfig{Filter: portFilter(port, diag.StateEstablished), All: true,
+			Model: &kill.ArmModel{Path: sysctl.PathChoice{Given: time.Minute}, DetectWithin: 2 * time.Second}})
+		if !errors.Is(err, kill.ErrValues) || !errors.Is(err, sysctl.ErrImpossible) || len(acts) != 0 {
+			t.Errorf("an impossible target: %v %v, want ErrValues and sysctl.ErrImpossible, no action", acts, err)
+		}
+	}
+}
