@@ -41,10 +41,18 @@ type Conn struct {
 
 // Message types and sizes of the sock_diag protocol.
 const (
-	reqLen     = 56 // sizeof(struct inet_diag_req_v2)
-	attrReqBC  = 1  // INET_DIAG_REQ_BYTECODE
-	extInfo    = 1 << (attrInfo - 1)
-	msgBufSize = 32768
+	reqLen = 56 // sizeof(struct inet_diag_req_v2)
+	// The original request, TCPDIAG_GETSOCK with a struct inet_diag_req, dumps
+	// IPv4 and IPv6 sockets in one walk of the kernel's socket tables
+	// (inet_diag_dump_compat sets AF_UNSPEC): half the kernel's work of one
+	// SOCK_DIAG_BY_FAMILY dump per family, since each walks every bucket of
+	// the established hash, which all namespaces share. The replies are the
+	// same inet_diag_msg, typed TCPDIAG_GETSOCK.
+	tcpdiagGetsock = 18
+	compatReqLen   = 60 // sizeof(struct inet_diag_req)
+	attrReqBC      = 1  // INET_DIAG_REQ_BYTECODE
+	extInfo        = 1 << (attrInfo - 1)
+	msgBufSize     = 32768
 )
 
 // Dial opens the sock_diag netlink sockets inside ns; nil is the namespace of
@@ -99,16 +107,17 @@ func classify(err error) error {
 // Close closes the netlink sockets.
 func (c *Conn) Close() error { return errors.Join(c.nl.Close(), c.ctl.Close()) }
 
-// Sockets streams the TCP sockets f selects (nil: all of them), IPv4 first,
-// then IPv6. The kernel applies the filter. The *Socket yielded is the same
+// Sockets streams the TCP sockets f selects (nil: all of them), IPv4 and IPv6
+// in the kernel's order (one walk of its tables for both; with f.Family, that
+// family's). The kernel applies the filter. The *Socket yielded is the same
 // value every time, overwritten by the next socket: copy what you keep.
 //
 // A malformed message, a netlink error or ctx's end stops the stream with an
 // error as the last pair yielded. Stopping early (break) or ctx's end drains
 // the rest of the kernel's dump, so the Conn stays usable.
 //
-// If the kernel flags a dump as interrupted (NLM_F_DUMP_INTR), that family's
-// dump restarts once from its beginning (sockets yielded before the flag may
+// If the kernel flags a dump as interrupted (NLM_F_DUMP_INTR), the dump
+// restarts once from its beginning (sockets yielded before the flag may
 // come again); a second interruption ends the stream with ErrDumpInterrupted.
 func (c *Conn) Sockets(ctx context.Context, f *Filter) iter.Seq2[*Socket, error] {
 	return func(yield func(*Socket, error) bool) {
@@ -152,23 +161,37 @@ type dumpResult struct {
 	err         error
 }
 
-// request builds a SOCK_DIAG_BY_FAMILY dump request for one family.
-func request(fam Family, states StateSet, bc []byte) []byte {
+// request builds a dump request: SOCK_DIAG_BY_FAMILY for one family, or
+// TCPDIAG_GETSOCK for both (familyAny).
+func request(fam Family, states StateSet, bc []byte) (typ netlink.HeaderType, b []byte) {
 	n := reqLen
+	if fam == familyAny {
+		n = compatReqLen
+	}
+	at := n
 	if bc != nil {
 		n += 4 + len(bc)
 	}
-	b := make([]byte, n)
-	b[0] = byte(fam)
-	b[1] = unix.IPPROTO_TCP
-	b[2] = extInfo
-	binary.NativeEndian.PutUint32(b[4:], uint32(states))
-	if bc != nil {
-		binary.NativeEndian.PutUint16(b[reqLen:], uint16(4+len(bc)))
-		binary.NativeEndian.PutUint16(b[reqLen+2:], attrReqBC)
-		copy(b[reqLen+4:], bc)
+	b = make([]byte, n)
+	if fam == familyAny {
+		// struct inet_diag_req: family (unused: the dump is AF_UNSPEC), src_len,
+		// dst_len, ext, then the 48-byte sockid, states and dbs.
+		b[3] = extInfo
+		binary.NativeEndian.PutUint32(b[52:], uint32(states))
+		typ = tcpdiagGetsock
+	} else {
+		b[0] = byte(fam)
+		b[1] = unix.IPPROTO_TCP
+		b[2] = extInfo
+		binary.NativeEndian.PutUint32(b[4:], uint32(states))
+		typ = unix.SOCK_DIAG_BY_FAMILY
 	}
-	return b
+	if bc != nil {
+		binary.NativeEndian.PutUint16(b[at:], uint16(4+len(bc)))
+		binary.NativeEndian.PutUint16(b[at+2:], attrReqBC)
+		copy(b[at+4:], bc)
+	}
+	return typ, b
 }
 
 // dump runs one family's dump, yielding each socket, and always reads the dump
@@ -179,9 +202,10 @@ func (c *Conn) dump(ctx context.Context, fam Family, states StateSet, bc []byte,
 		r.err = fmt.Errorf("dump %s sockets: %w", fam, err)
 		return r
 	}
+	typ, data := request(fam, states, bc)
 	req, err := c.send(netlink.Message{
-		Header: netlink.Header{Type: unix.SOCK_DIAG_BY_FAMILY, Flags: netlink.Request | netlink.Dump},
-		Data:   request(fam, states, bc),
+		Header: netlink.Header{Type: typ, Flags: netlink.Request | netlink.Dump},
+		Data:   data,
 	})
 	if err != nil {
 		r.err = fmt.Errorf("dump %s sockets: %w", fam, classify(err))

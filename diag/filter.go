@@ -264,10 +264,11 @@ func (f *Filter) bytecode() []byte {
 	return b
 }
 
-// families returns the families a filter dumps.
+// families returns the dumps a filter makes: one per family asked for, or
+// one of both (familyAny).
 func (f *Filter) families() []Family {
 	if f == nil || f.Family == 0 {
-		return []Family{FamilyInet, FamilyInet6}
+		return []Family{familyAny}
 	}
 	return []Family{f.Family}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
@@ -46,9 +45,10 @@ func TestCaptureFixtures(t *testing.T) {
 			if v6 {
 				fam = FamilyInet6
 			}
+			typ, data := request(fam, StatesAll, nil)
 			if _, err := c.nl.Send(netlink.Message{
-				Header: netlink.Header{Type: unix.SOCK_DIAG_BY_FAMILY, Flags: netlink.Request | netlink.Dump},
-				Data:   request(fam, StatesAll, nil),
+				Header: netlink.Header{Type: typ, Flags: netlink.Request | netlink.Dump},
+				Data:   data,
 			}); err != nil {
 				t.Fatal(err)
 			}

@@ -154,7 +154,7 @@ func (c *Conn) dumpRaw(done <-chan struct{}, ctxErr func() error, fam Family, se
 					r.err = nil
 				}
 				return r
-			case unix.SOCK_DIAG_BY_FAMILY:
+			case unix.SOCK_DIAG_BY_FAMILY, tcpdiagGetsock:
 			default:
 				fail(fmt.Errorf("unexpected netlink message type %d", typ))
 				continue

@@ -15,12 +15,17 @@ const (
 )
 
 // String is the name records use: "inet" or "inet6".
+// familyAny is no family (AF_UNSPEC): a dump of both at once.
+const familyAny Family = 0
+
 func (f Family) String() string {
 	switch f {
 	case FamilyInet:
 		return "inet"
 	case FamilyInet6:
 		return "inet6"
+	case familyAny:
+		return "inet and inet6"
 	}
 	return "unknown"
 }

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/report"
+	"github.com/tcpkeep/tcpkeep/internal/sweep"
 )
 
 // Exit codes of audit: the monitoring-plugin convention (Nagios, Icinga, Sensu).
@@ -26,9 +26,12 @@ const (
 // codes: every error, usage errors included, is 3.
 func runAudit(e *env, args []string) error {
 	worst, failOn, err := auditCmd(e, args)
+	var pe *partialError
 	switch {
 	case errors.Is(err, errHelp), errors.Is(err, errInterrupted):
 		return err
+	case errors.As(err, &pe) && worst == audit.Critical:
+		return &exitCodeError{code: auditCritical, err: err} // what is critical, whatever was not read
 	case err != nil:
 		return &exitCodeError{code: auditUnknown, err: err}
 	}
@@ -74,53 +77,21 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	if cfg.Filter, err = filt.filter(diag.StatesAll); err != nil {
 		return 0, 0, err
 	}
-	start := e.now()
-	ns, k, err := e.open()
-	if err != nil {
-		return 0, 0, promFailure(e, *promFile, netns.NS{Spec: e.netnsSpec}, start, nil, err)
-	}
 	owners := proc.NewIndex("/proc", *sockopts)
 	defer owners.Close()
 	cfg.Owners = owners
-	w := report.NewAuditWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{Sockopts: true, Remedy: true, NetNS: e.netnsSpec})
-	var werr error
-	sum, err := audit.Run(e.ctx, k, cfg, sink(w.Finding, &werr))
-	if err != nil && !sum.Interrupted {
-		return 0, 0, promFailure(e, *promFile, ns, start, &sum, inNS(ns, err))
+	total := &report.Total{Command: "audit"}
+	job := &sweep.Audit{Format: e.format(), Config: cfg, Words: report.Words{Sockopts: true, Remedy: true}, Total: total}
+	proms := &sweep.Proms{Failed: report.PromAudit{NetNS: netns.NS{Spec: e.netnsSpec}.String(), Start: e.meta("").TS}}
+	if e.output == "prom" || *promFile != "" {
+		job.Prom = proms.Add
 	}
-	if err := w.Finish(&sum, ns.String()); werr == nil {
-		werr = err
+	err = e.each(total, job.Run)
+	if job.Prom != nil {
+		err = errors.Join(err, proms.Write(e.stdout, e.output == "prom", *promFile))
 	}
-	if *promFile != "" {
-		p := report.PromAudit{NetNS: ns.String(), Start: start, Tunables: &sum.Tunables}
-		if !sum.Interrupted {
-			p.Summary = &sum
-		}
-		if err := report.WritePromFile(*promFile, p); err != nil && werr == nil {
-			werr = fmt.Errorf("--prom-file %s: %w", *promFile, err)
-		}
+	if oerr := owners.Err(); oerr != nil {
+		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s; options are inferred instead\n", explain(oerr))
 	}
-	if err := owners.Err(); err != nil {
-		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s; options are inferred instead\n", explain(err))
-	}
-	if werr == nil && sum.Interrupted {
-		werr = errInterrupted
-	}
-	return sum.Worst, failOn, werr
-}
-
-// promFailure tells the metrics collector, under the name asked for, that the
-// audit failed, and returns err.
-func promFailure(e *env, path string, ns netns.NS, start time.Time, sum *audit.Summary, err error) error {
-	if path == "" {
-		return err
-	}
-	p := report.PromAudit{NetNS: ns.String(), Start: start}
-	if sum != nil && sum.HaveTunables {
-		p.Tunables = &sum.Tunables
-	}
-	if perr := report.WritePromFile(path, p); perr != nil {
-		err = errors.Join(err, fmt.Errorf("--prom-file %s: %w", path, perr))
-	}
-	return err
+	return total.Worst(), failOn, err
 }

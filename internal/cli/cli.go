@@ -18,6 +18,7 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
+	"github.com/tcpkeep/tcpkeep/internal/sweep"
 )
 
 // Exit codes. audit maps its own (the monitoring-plugin convention) and probe
@@ -39,10 +40,13 @@ type env struct {
 	stdout, stderr io.Writer
 	output         string // -o
 	netnsSpec      string // --netns as given
+	allNetns       bool   // --all-netns
 	now            func() time.Time
 	args           []string // the command line, for the files tcpkeep writes
 	// kernel opens a namespace: kernel.Live, or a kernel.Fake in tests.
 	kernel func(netns.NS) kernel.NS
+	// tweak, when set, adjusts an --all-netns run before it starts (tests).
+	tweak func(*sweep.Config, *netns.Found)
 }
 
 // Main runs tcpkeep with args (without the program name) and returns the exit
@@ -87,7 +91,7 @@ var errHelp = errors.New("help requested")
 
 // errInterrupted ends a command a signal stopped, once it has written what it
 // had: exit 130.
-var errInterrupted = errors.New("interrupted: the output ends with what was done before the signal")
+var errInterrupted = sweep.ErrInterrupted
 
 // exitCodeError carries a command's own exit code, with an optional message.
 type exitCodeError struct {
@@ -144,15 +148,30 @@ func (e *env) meta(ns string) report.Meta {
 	return report.Meta{TS: e.now().UTC(), Host: host, NetNS: ns}
 }
 
-// sink hands an engine's records to write until a write fails, and keeps
-// that failure in *err: the engine runs to its end (what it did is done),
-// the output stops at a whole record.
-func sink[T any](write func(T) error, err *error) func(T) {
-	return func(v T) {
-		if *err == nil {
-			*err = write(v)
+// each runs job in the namespace --netns names or, with --all-netns, in every
+// one on the host (sweep.All: a failure in one is a record and a line on
+// stderr, and the rest are read); total adds up what the jobs saw.
+func (e *env) each(total *report.Total, job sweep.Job) error {
+	if !e.allNetns {
+		ns, k, err := e.open()
+		if err != nil {
+			return err
 		}
+		return inNS(ns, sweep.One(e.ctx, ns, k, e.meta(""), e.stdout, e.netnsSpec, job))
 	}
+	found, err := netns.Enumerate()
+	if err != nil {
+		return err
+	}
+	cfg := &sweep.Config{Format: e.format(), Meta: e.meta(""), Explain: explain, Total: total}
+	if e.tweak != nil {
+		e.tweak(cfg, found)
+	}
+	o, err := sweep.All(e.ctx, e.stdout, cfg, found, job)
+	if err != nil {
+		return err
+	}
+	return e.tell(o, total)
 }
 
 // format is -o as report names it.

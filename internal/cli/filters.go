@@ -10,7 +10,6 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
-	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 )
 
@@ -150,25 +149,6 @@ func parseFindings(codes []audit.Code, s, verb string) ([]audit.Code, error) {
 		}
 	}
 	return codes, err
-}
-
-// ended is how kill and arm end once their writer has finished: interrupted,
-// stopped at a refusal that holds for every socket, failed, or with sockets
-// that could not be done (their records say why).
-func ended(ns netns.NS, cmd, done string, interrupted, stopped bool, runErr, werr error, failed, selected int) error {
-	switch {
-	case interrupted:
-		return errInterrupted
-	case stopped:
-		return inNS(ns, fmt.Errorf("%s: %w; nothing else was tried", cmd, runErr))
-	case runErr != nil:
-		return inNS(ns, runErr)
-	case werr != nil:
-		return werr
-	case failed > 0:
-		return fmt.Errorf("%s: %d of %d selected sockets could not be %s (their records say why)", cmd, failed, selected, done)
-	}
-	return nil
 }
 
 // thresholdFlags are the audit rules' thresholds. audit and kill (for

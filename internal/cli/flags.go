@@ -34,9 +34,13 @@ func parse(e *env, fs *pflag.FlagSet, args []string, formats ...string) error {
 	}
 	fs.StringVarP(&e.output, "output", "o", e.output, o)
 	fs.StringVar(&e.netnsSpec, "netns", e.netnsSpec, "the network namespace `NS`: a name under /run/netns, a path such as /proc/PID/ns/net, or pid:PID (default: tcpkeep's own)")
+	fs.BoolVar(&e.allNetns, "all-netns", e.allNetns, "every network namespace on the host, one after the other (sysctl, conns, audit, kill, arm)")
 	fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return usagef("%v (see -h)", err)
+	}
+	if n := fs.Name(); e.allNetns && (e.netnsSpec != "" || strings.HasPrefix(n, "probe") || n == "version") {
+		return usagef("--all-netns goes with sysctl, conns, audit, kill and arm, without --netns (which reads one namespace)")
 	}
 	if h, _ := fs.GetBool("help"); h {
 		fs.Usage()
@@ -175,7 +179,7 @@ func splitSubcommand(args []string, subs ...string) (string, []string) {
 		case a == "-o" || a == "--output" || a == "--netns":
 			i++ // and its value
 			continue
-		case strings.HasPrefix(a, "--output=") || strings.HasPrefix(a, "--netns=") ||
+		case strings.HasPrefix(a, "--all-netns") || strings.HasPrefix(a, "--output=") || strings.HasPrefix(a, "--netns=") ||
 			(strings.HasPrefix(a, "-o") && !strings.HasPrefix(a, "--")):
 			continue
 		}

@@ -1,12 +1,12 @@
 package cli
 
 import (
-	"cmp"
 	"fmt"
 
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/report"
+	"github.com/tcpkeep/tcpkeep/internal/sweep"
 )
 
 func runKill(e *env, args []string) error {
@@ -27,24 +27,18 @@ func runKill(e *env, args []string) error {
 	perPeer := fs.Changed("max-per-peer")
 	cfg := kill.Config{Filter: filter, All: len(sel.codes) == 0 && !perPeer, Findings: sel.codes, Audit: sel.th.Config,
 		MaxPerPeer: sel.th.MaxPerPeer, Listeners: listeners, DryRun: *dryRun}
-	ns, k, err := e.open()
-	if err != nil {
-		return err
-	}
 	if *procs {
 		cfg.Owners = proc.NewIndex("/proc", false)
 		defer cfg.Owners.Close()
 	}
-	if *viaOwner {
-		cfg.ViaOwner = &kill.OwnerCloser{Force: true}
-		defer cfg.ViaOwner.Close()
+	total := &report.Total{Command: "kill", DryRun: *dryRun}
+	job := &sweep.Kill{Format: e.format(), Config: cfg, Procs: *procs, ViaOwner: *viaOwner, Total: total}
+	err = e.each(total, job.Run)
+	if oerr := cfg.Owners.Err(); oerr != nil {
+		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s\n", explain(oerr))
 	}
-	w := report.NewKillWriter(e.stdout, e.format(), e.meta(ns.String()), report.Words{NetNS: e.netnsSpec}, *dryRun, *procs)
-	var werr error
-	sum, runErr := kill.Run(e.ctx, k, cfg, sink(w.Action, &werr))
-	werr = cmp.Or(werr, w.Finish(&sum))
-	if err := cfg.Owners.Err(); err != nil {
-		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s\n", explain(err))
+	if failed, selected := total.KillFailed(); err == nil && failed > 0 {
+		return fmt.Errorf("kill: %d of %d selected sockets could not be closed (their records say why)", failed, selected)
 	}
-	return ended(ns, "kill", "closed", sum.Interrupted, sum.Stopped, runErr, werr, sum.Failed, sum.Selected)
+	return err
 }

@@ -113,7 +113,11 @@ func probeClient(e *env, args []string) error {
 		return err
 	}
 	var werr error
-	v, err := probe.Run(e.ctx, c, probe.Config{Interval: interval, Timeout: timeout, Misses: misses, Count: count}, sink(w.Beat, &werr))
+	v, err := probe.Run(e.ctx, c, probe.Config{Interval: interval, Timeout: timeout, Misses: misses, Count: count}, func(b probe.Beat) {
+		if werr == nil {
+			werr = w.Beat(b)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", addr, err)
 	}

@@ -56,13 +56,14 @@ func mixed(n int) []diag.Socket {
 	return socks
 }
 
+// headerKeys are the header's: the first four always, the others where known.
+var headerKeys = []string{"type", "ts", "host", "netns", "netns_inode", "container_id", "pod_uid", "netns_comm"}
+
 // keys lists a record's keys, the header's taken out.
 func keys(m map[string]any) []string {
 	var k []string
 	for key := range m {
-		switch key {
-		case "type", "ts", "host", "netns":
-		default:
+		if !slices.Contains(headerKeys, key) {
 			k = append(k, key)
 		}
 	}
@@ -71,11 +72,12 @@ func keys(m map[string]any) []string {
 }
 
 func hasHeader(m map[string]any) bool {
-	_, a := m["type"]
-	_, b := m["ts"]
-	_, c := m["host"]
-	_, d := m["netns"]
-	return a || b || c || d
+	for _, k := range headerKeys {
+		if _, ok := m[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // optional are the keys docs/output.md says are absent where unknown.
@@ -186,10 +188,9 @@ func TestOneTypeOneKeySet(t *testing.T) {
 					typ := m["type"].(string)
 					record(where, typ, m)
 					if typ == "socket" {
-						delete(m, "type")
-						delete(m, "ts")
-						delete(m, "host")
-						delete(m, "netns")
+						for _, k := range headerKeys {
+							delete(m, k)
+						}
 						sameSocket(where, m)
 					}
 					sameSocket(where, m["socket"])

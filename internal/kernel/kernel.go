@@ -40,18 +40,31 @@ type Conn interface {
 }
 
 // Live is the kernel's namespace ns.
-func Live(ns netns.NS) NS { return live{ns} }
+func Live(ns netns.NS) NS { return live{ns.String(), ns, ns.IsHost} }
 
-type live struct{ ns netns.NS }
+// Visited is the kernel's namespace a netns.Walker is visiting: everything
+// goes through v, so it happens on the visit's thread where the walk entered
+// the namespace, and in the namespace that was found (checked by inode).
+func Visited(v *netns.Visit) NS {
+	return live{v.Name, v, func() (bool, error) { return v.Host, nil }}
+}
 
-func (l live) Name() string                       { return l.ns.String() }
-func (l live) Tunables() (sysctl.Tunables, error) { return sysctl.Read(l.ns) }
-func (l live) IsHost() (bool, error)              { return l.ns.IsHost() }
+// live reaches a namespace through in: its tunables and sock_diag sockets are
+// opened on a thread inside it.
+type live struct {
+	name   string
+	in     sysctl.Namespace
+	isHost func() (bool, error)
+}
 
-func (l live) Apply(c sysctl.Change) (sysctl.Keepalive, error) { return sysctl.Apply(l.ns, c) }
+func (l live) Name() string                       { return l.name }
+func (l live) Tunables() (sysctl.Tunables, error) { return sysctl.Read(l.in) }
+func (l live) IsHost() (bool, error)              { return l.isHost() }
+
+func (l live) Apply(c sysctl.Change) (sysctl.Keepalive, error) { return sysctl.Apply(l.in, c) }
 
 func (l live) Dial() (Conn, error) {
-	c, err := diag.Dial(l.ns)
+	c, err := diag.Dial(l.in)
 	if err != nil {
 		return nil, err
 	}

@@ -18,12 +18,16 @@ const (
 	// CapSysPtrace lets a process open /proc/PID/ns/net of a process of another
 	// user (ptrace_may_access with PTRACE_MODE_READ_FSCREDS).
 	CapSysPtrace Capability = "CAP_SYS_PTRACE"
+	// CapNetAdmin lets sock_diag destroy sockets (SOCK_DESTROY) and a process
+	// write a namespace's tunables.
+	CapNetAdmin Capability = "CAP_NET_ADMIN"
 )
 
 // capBits are the bit numbers capget(2) reports them at.
 var capBits = map[Capability]uint{
 	CapSysAdmin:  unix.CAP_SYS_ADMIN,
 	CapSysPtrace: unix.CAP_SYS_PTRACE,
+	CapNetAdmin:  unix.CAP_NET_ADMIN,
 }
 
 // HasCapability reports whether the calling thread has c in its effective set.

@@ -1,12 +1,18 @@
 package proc
 
-import "errors"
+import (
+	"errors"
+	"sync"
+)
 
 // Index is where a run learns which process holds a socket and, when asked for,
 // that socket's real options. It scans Root on its first lookup, so a run that
 // looks nothing up (an audit that flags nothing) never scans, and it reads
-// options through an OptReader. Not safe for concurrent use.
+// options through an OptReader. It is safe for concurrent use (a run over
+// many namespaces shares one: socket inodes are unique on the host), one
+// lookup at a time.
 type Index struct {
+	mu      sync.Mutex
 	root    string
 	opts    *OptReader // nil: options are not read
 	scanned bool
@@ -30,6 +36,13 @@ func (x *Index) Owner(inode uint32) (Owner, bool) {
 	if x == nil || inode == 0 {
 		return Owner{}, false
 	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.owner(inode)
+}
+
+// owner is Owner with x.mu held.
+func (x *Index) owner(inode uint32) (Owner, bool) {
 	if !x.scanned {
 		x.scanned = true
 		o, err := ScanOwners(x.root)
@@ -49,10 +62,12 @@ func (x *Index) ReadsOptions() bool { return x != nil && x.opts != nil }
 // no options, or reading failed; Err keeps the first failure that is not the
 // socket going away.
 func (x *Index) Options(inode uint32, o *SockOpts) bool {
-	if !x.ReadsOptions() {
+	if !x.ReadsOptions() || inode == 0 {
 		return false
 	}
-	w, ok := x.Owner(inode)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	w, ok := x.owner(inode)
 	if !ok {
 		return false
 	}
@@ -77,6 +92,8 @@ func (x *Index) Err() error {
 	if x == nil {
 		return nil
 	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	return x.err
 }
 

@@ -106,6 +106,16 @@ func (aw *AuditWriter) Finish(sum *audit.Summary, ns string) error {
 	})
 }
 
+// Abort ends an audit that failed midway: in json and ndjson the findings so
+// far, and no summary (the json document is closed without one); the table
+// writes nothing.
+func (aw *AuditWriter) Abort() error {
+	if aw.st.f == Table || aw.st.f == Prom {
+		return nil
+	}
+	return aw.st.abort()
+}
+
 // table writes the findings grouped by severity (worst first), then code, then
 // a summary line; or one line saying all is well.
 func (aw *AuditWriter) table(sum *audit.Summary, ns string) {

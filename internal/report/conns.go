@@ -141,6 +141,18 @@ func (sw *SocketWriter) Finish(sum *ConnsSummary) error {
 	return st.close(nil)
 }
 
+// Abort ends a listing whose dump failed midway: the sockets so far, and no
+// summary (the json document is closed without one).
+func (sw *SocketWriter) Abort() error {
+	if sw.table != nil {
+		if sw.table.rows > 0 {
+			sw.st.buf = sw.table.flush(sw.st.buf)
+		}
+		return sw.st.flush()
+	}
+	return sw.st.abort()
+}
+
 // appendCountsFields appends sockets and by_state.
 func appendCountsFields(dst []byte, c *diag.Counts, first bool) []byte {
 	dst = appendKey(dst, "sockets", first)

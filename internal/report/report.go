@@ -6,8 +6,10 @@
 // name the flags and write the command lines that act on them.
 //
 // One schema (docs/output.md): every ndjson record and every JSON document
-// starts with type, ts, host and netns; a record nested in another (a socket in a
-// finding, a beat in a verdict) has its own keys without those four; one type
+// starts with the header: type, ts, host and netns, then where they are known
+// netns_inode, container_id, pod_uid and netns_comm; a record nested in another
+// (a socket in a finding, a beat in a verdict) has its own keys without the
+// header; one type
 // has one key set in every command; keys are snake_case, durations integers with
 // the unit in the key, and what the kernel does not know is absent. Output is
 // written whole records at a time, so a run that stops midway (an error, a
@@ -35,10 +37,17 @@ type Meta struct {
 	Host string
 	// NetNS names the namespace the records are about.
 	NetNS string
+	// NetNSInode is the namespace's inode, its identity (netns_inode); 0 where
+	// it is not known.
+	NetNSInode uint64
+	// ContainerID, PodUID and NetNSComm say whose namespace it is, where known
+	// (netns.Attribution and the command of a process in it).
+	ContainerID, PodUID, NetNSComm string
 }
 
-// AppendHeader appends the keys every top-level record starts with, type, ts,
-// host and netns, without braces: `"type":"socket","ts":...`.
+// AppendHeader appends the keys every top-level record starts with, without
+// braces: `"type":"socket","ts":...`: type, ts, host and netns, then
+// netns_inode, container_id, pod_uid and netns_comm where they are known.
 func AppendHeader(dst []byte, typ string, m Meta) []byte {
 	dst = appendKey(dst, "type", true)
 	dst = appendString(dst, typ)
@@ -47,5 +56,14 @@ func AppendHeader(dst []byte, typ string, m Meta) []byte {
 	dst = m.TS.UTC().AppendFormat(dst, time.RFC3339) // no escaping needed, no allocation
 	dst = append(dst, '"')
 	dst = appendStr(dst, "host", m.Host)
-	return appendStr(dst, "netns", m.NetNS)
+	dst = appendStr(dst, "netns", m.NetNS)
+	if m.NetNSInode != 0 {
+		dst = appendUint(dst, "netns_inode", m.NetNSInode)
+	}
+	for _, kv := range [...][2]string{{"container_id", m.ContainerID}, {"pod_uid", m.PodUID}, {"netns_comm", m.NetNSComm}} {
+		if kv[1] != "" {
+			dst = appendStr(dst, kv[0], kv[1])
+		}
+	}
+	return dst
 }

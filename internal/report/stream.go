@@ -105,6 +105,20 @@ func (s *stream) close(tail func([]byte) []byte) error {
 	return s.flush()
 }
 
+// abort ends a run that failed midway: the whole records it holds are written
+// and a json document is closed, without a summary. A stream that holds no
+// record writes nothing at all.
+func (s *stream) abort() error {
+	if s.n == 0 {
+		s.buf = s.buf[:0]
+		return s.err
+	}
+	if s.open {
+		s.buf = append(s.buf, "\n]}\n"...)
+	}
+	return s.flush()
+}
+
 func (s *stream) flush() error {
 	if s.err != nil {
 		s.buf = s.buf[:0]

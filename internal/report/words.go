@@ -22,6 +22,12 @@ type Words struct {
 	// NetNS is the --netns value the run was given, for the command lines a
 	// sentence suggests; "" for the namespace tcpkeep runs in.
 	NetNS string
+	// PodUID is the Kubernetes pod whose namespace it is, "" for none: a
+	// finding about its tunables then says how the pod's spec sets them.
+	PodUID string
+	// Recommended are the keepalive values sysctl recommend gives for the
+	// namespace (for a pod's spec); zero where not known.
+	Recommended sysctl.Keepalive
 }
 
 // Message is the finding in one sentence a person can act on, with its numbers.
@@ -153,6 +159,9 @@ func (w Words) remedy(f *audit.Finding) string {
 		}
 		return fmt.Sprintf("set TCP_KEEPIDLE and TCP_KEEPINTVL in the application to %s at most", Duration(limit))
 	case audit.RemedyTune:
+		if r := w.podSysctls(f, ns); r != "" {
+			return r
+		}
 		if f.Code == audit.SysctlKeepaliveDefault {
 			return fmt.Sprintf("lower it with tcpkeep%s sysctl recommend --apply", ns)
 		}
@@ -202,6 +211,21 @@ func (w Words) arm(f *audit.Finding, ns, lead string, uto bool) string {
 		b = append(b, ')')
 	}
 	return string(b)
+}
+
+// podSysctls is the remedy of a tunables finding in a pod's namespace: the
+// pod's securityContext.sysctls (safe sysctls since Kubernetes 1.29, set when
+// the pod is created), beside the command that sets them now; "" for a socket
+// finding, a namespace that is not a pod's, or values not known.
+func (w Words) podSysctls(f *audit.Finding, ns string) string {
+	k := w.Recommended
+	if w.PodUID == "" || k.Time <= 0 || f.Socket != nil {
+		return ""
+	}
+	t, i := int64(k.Time/time.Second), int64(k.Intvl/time.Second)
+	return fmt.Sprintf(`set the pod's keepalive tunables in its spec (pod %s; safe sysctls since Kubernetes 1.29): securityContext: {sysctls: [`+
+		`{name: net.ipv4.tcp_keepalive_time, value: "%d"}, {name: net.ipv4.tcp_keepalive_intvl, value: "%d"}, {name: net.ipv4.tcp_keepalive_probes, value: "%d"}]}; `+
+		`until the pod is recreated: tcpkeep%s sysctl set --time %d --intvl %d --probes %d`, w.PodUID, t, i, k.Probes, ns, t, i, k.Probes)
 }
 
 // between names a connection: "10.0.0.1:5000 to 10.0.0.2:80".
