@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/netns"
+	"github.com/tcpkeep/tcpkeep/internal/sweep"
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // armRecords splits arm's ndjson output into its actions and its summary,
@@ -382,5 +385,55 @@ func TestArmUsageErrorExits2(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q; want 2 and nothing", args, r.code, r.stdout)
 		}
 		oneErrorLine(t, r, "tcpkeep: ")
+	}
+}
+
+// TestArmAllNetns: --all-netns arms in each namespace (kept to the test's
+// two here), each with the model's values for its own conntrack timeout,
+// its records under its name, and a netns_total with arm's counts.
+func TestArmAllNetns(t *testing.T) {
+	nss := testnet.NewNamespaces(t, 2)
+	var inodes []uint64
+	srvs, fds := map[string]*testnet.Program{}, map[string]int{}
+	for i, ns := range nss {
+		if ns.ReadSysctl("net/netfilter/nf_conntrack_tcp_timeout_established") == "" {
+			t.Fatal("nf_conntrack is not loaded: modprobe nf_conntrack")
+		}
+		ns.Sysctl("net/netfilter/nf_conntrack_tcp_timeout_established", fmt.Sprint(100*(i+1)))
+		srv := ns.Program()
+		lfd, _ := srv.Listen("127.0.0.1:7301")
+		ns.Dial("127.0.0.1:7301")
+		srvs[ns.Name], fds[ns.Name] = srv, srv.Accept(lfd)
+		inodes = append(inodes, inode(t, ns.NetNS().Path))
+	}
+	only := func(e *env) {
+		e.tweak = func(c *sweep.Config, f *netns.Found) {
+			f.Namespaces = slices.DeleteFunc(f.Namespaces, func(n netns.Namespace) bool { return !slices.Contains(inodes, n.Ino) })
+			f.Skipped = nil
+		}
+	}
+	r := runCLI(t, only, "--all-netns", "arm", "--sport", "7301", "--behind", "conntrack", "-o", "ndjson")
+	recs := records(t, r.stdout, "")
+	if r.code != 0 {
+		t.Fatalf("exit %d stderr %q:\n%s", r.code, r.stderr, r.stdout)
+	}
+	for i, ns := range nss {
+		rec, err := sysctl.Recommend(sysctl.Request{Path: sysctl.Path{IdleTimeout: time.Duration(100*(i+1)) * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine := ofInode(recs, inodes[i])
+		acts, sums := ofType(mine, "action"), ofType(mine, "arm_summary")
+		want := fmt.Sprintf("on %v/%v/%v uto 0", rec.Time.Seconds(), rec.Intvl.Seconds(), rec.Probes)
+		if len(acts) != 1 || acts[0]["result"] != "armed" || opts(acts[0], "after") != want || len(sums) != 1 {
+			t.Errorf("%s: actions %v summaries %v, want one armed %s", ns.Name, acts, sums, want)
+		}
+		if o := srvs[ns.Name].Opts(fds[ns.Name]); !o.KeepAlive || o.Idle != rec.Time || o.Intvl != rec.Intvl || o.Cnt != rec.Probes {
+			t.Errorf("%s: the owner reads %+v, want %v/%v/%d", ns.Name, o, rec.Time, rec.Intvl, rec.Probes)
+		}
+	}
+	tot := ofType(recs, "netns_total")
+	if len(tot) != 1 || tot[0]["command"] != "arm" || tot[0]["armed"] != 2.0 || tot[0]["namespaces_visited"] != 2.0 {
+		t.Errorf("total %v, want arm's, 2 armed in 2 namespaces", tot)
 	}
 }
