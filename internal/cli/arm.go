@@ -5,18 +5,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 	"github.com/tcpkeep/tcpkeep/internal/sweep"
 	"github.com/tcpkeep/tcpkeep/sysctl"
 )
-
-// armStates are the states arm acts on: connections a program holds and that
-// tcp_keepalive_timer probes. Closing sockets are mostly orphans; TIME_WAIT and
-// request sockets are no one's: no descriptor to go through.
-const armStates = diag.StateSet(1<<diag.StateEstablished | 1<<diag.StateCloseWait)
 
 func runArm(e *env, args []string) error {
 	fs := newFlags(e, "arm", helpText("arm", "middleboxes", sysctl.MiddleboxNames()))
@@ -30,32 +24,25 @@ func runArm(e *env, args []string) error {
 	secondsVar(fs, &k.Intvl, sysctl.MaxIntvl, "intvl", "TCP_KEEPINTVL: time between unanswered probes")
 	countVar(fs, &k.Probes, 1, sysctl.MaxProbes, "probes", "TCP_KEEPCNT: unanswered probes before the kernel drops the connection")
 	behind := fs.String("behind", "", "from the model: a middlebox on the path whose idle timeout is known, `NAME` (see above)")
-	durationVar(fs, &detect, "detect-within", "from the model: find a dead idle peer within this long")
+	atLeastVar(fs, &detect, 1, "detect-within", "from the model: find a dead idle peer within this long")
 	durationVar(fs, &k.UserTimeout, "user-timeout", "TCP_USER_TIMEOUT too: drop a connection whose data goes unacknowledged this long (0: tcp_retries2)")
 	dryRun := fs.Bool("dry-run", false, "take each socket from its owner and read its options; set nothing")
 	procs := fs.BoolP("processes", "p", false, "a PROCESS column in the table: the pid, comm and descriptor each socket was taken from")
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
-	filter, listeners, err := sel.selection(fs, "arm", "arm", armStates, "pid")
+	filter, listeners, err := sel.selection(fs, "arm", "arm", kill.Armable, "pid")
 	if err != nil {
 		return err
 	}
-	if filter.States &^= ^(armStates | diag.Of(diag.StateListen)); filter.States == 0 {
-		return usagef("arm: --state %s: arm acts on established and close-wait connections, and on listeners named with --state listening", sel.statesText)
-	}
 	explicit, model := fs.Changed("time") || fs.Changed("intvl") || fs.Changed("probes"), fs.Changed("path-idle-timeout") || *behind != "" || fs.Changed("detect-within")
-	m, known := sysctl.LookupMiddlebox(*behind)
+	_, pathErr := sysctl.ChoosePath(sysctl.PathChoice{Given: sel.th.PathIdleTimeout, Behind: *behind, Conntrack: new(time.Duration)})
 	k.SetUserTimeout = fs.Changed("user-timeout")
 	switch {
 	case explicit == model, explicit && (k.Time == 0 || k.Intvl == 0 || k.Probes == 0):
 		return usagef("arm: say which values to set: all of --time D --intvl D --probes N, or the model's choice for the path with --behind NAME, --path-idle-timeout D and/or --detect-within D (what 'tcpkeep sysctl recommend' gives), not both (see -h)")
-	case fs.Changed("path-idle-timeout") && *behind != "":
-		return usagef("arm: give --path-idle-timeout or --behind, not both")
-	case *behind != "" && *behind != sysctl.ConntrackName && !known:
-		return usagef("--behind %q: unknown middlebox (known: %s); or give --path-idle-timeout", *behind, sysctl.MiddleboxNames())
-	case fs.Changed("detect-within") && detect <= 0:
-		return usagef("--detect-within %s: want a positive duration", report.Duration(detect))
+	case model && pathErr != nil: // a timeout and a device both, or a device no table has
+		return usagef("arm: %v (--behind knows %s; or give --path-idle-timeout alone)", pathErr, sysctl.MiddleboxNames())
 	case k.SetUserTimeout && (k.UserTimeout%time.Millisecond != 0 || k.UserTimeout > (1<<31-1)*time.Millisecond):
 		return usagef("--user-timeout %s: want whole milliseconds up to 596h, as 90s or 1500ms", report.Duration(k.UserTimeout))
 	}
@@ -63,9 +50,6 @@ func runArm(e *env, args []string) error {
 		Listeners: listeners, Keepalive: k, DryRun: *dryRun, PID: pid}
 	if model {
 		cfg.Model = &kill.ArmModel{Path: sysctl.PathChoice{Given: sel.th.PathIdleTimeout, Behind: *behind}, DetectWithin: detect}
-	}
-	if known {
-		cfg.Audit.PathIdleTimeout = m.IdleTimeout // the path keepalive_after_path_timeout judges by, too
 	}
 	total := &report.Total{Command: "arm", DryRun: *dryRun}
 	err = e.each(total, (&sweep.Arm{Format: e.format(), Config: cfg, Procs: *procs, Total: total}).Run)

@@ -64,10 +64,10 @@ func hint(err error) (hint string) {
 		hint = notExistHint(err)
 	case errors.Is(err, netns.ErrNotNetNS):
 		hint = "give a namespace file such as /proc/PID/ns/net or /run/netns/NAME"
-	case errors.As(err, &ppe) && ppe.Cause != proc.PermOther && ppe.YamaScope < 3: // the error names what is missing
-		hint = "run tcpkeep as root, or give it CAP_SYS_PTRACE (systemd: AmbientCapabilities=CAP_SYS_PTRACE; a container: SYS_PTRACE and the host's PID namespace)"
-	case errors.As(err, &ppe):
-		hint = "" // a security module, or Yama's scope 3: the error says which, and no flag helps
+	case errors.As(err, &ppe): // the error names what is missing; a security module or Yama's scope 3 no flag helps
+		if ppe.Cause != proc.PermOther && ppe.YamaScope < 3 {
+			hint = "run tcpkeep as root, or give it CAP_SYS_PTRACE (systemd: AmbientCapabilities=CAP_SYS_PTRACE; a container: SYS_PTRACE and the host's PID namespace)"
+		}
 	case errors.Is(err, proc.ErrNotPermitted):
 		hint = "another process's sockets needs CAP_SYS_PTRACE (run as root)"
 	case errors.Is(err, proc.ErrUnsupported):

@@ -10,7 +10,6 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
-	"github.com/tcpkeep/tcpkeep/internal/report"
 )
 
 // The socket filters conns, audit and kill share (DESIGN.md, Command line). The
@@ -107,9 +106,6 @@ func addSelectFlags(fs *pflag.FlagSet, s *selectFlags, verb, states string) {
 // --max-per-peer, arm's --pid): at least one is required. LISTEN stays out
 // unless --state names it, which listeners reports.
 func (s *selectFlags) selection(fs *pflag.FlagSet, cmd, verb string, def diag.StateSet, other string) (filter *diag.Filter, listeners bool, err error) {
-	if err := s.th.check(); err != nil {
-		return nil, false, err
-	}
 	if filter, err = s.filter(def); err != nil {
 		return nil, false, err
 	}
@@ -151,38 +147,21 @@ func parseFindings(codes []audit.Code, s, verb string) ([]audit.Code, error) {
 	return codes, err
 }
 
-// thresholdFlags are the audit rules' thresholds. audit and kill (for
-// --finding) define them once, here, so a threshold means the same in both.
-type thresholdFlags struct {
-	audit.Config
-	fs *pflag.FlagSet
-}
+// thresholdFlags are the audit rules' thresholds. audit, kill and arm (for
+// --finding) define them once, here, so a threshold means the same in all.
+type thresholdFlags struct{ audit.Config }
 
 // addThresholdFlags adds the threshold flags to fs, at DESIGN.md's defaults;
-// --max-per-peer with perPeer.
+// --max-per-peer with perPeer. A threshold that cannot mean anything is
+// refused as it is parsed.
 func addThresholdFlags(fs *pflag.FlagSet, f *thresholdFlags, perPeer bool) {
-	f.fs = fs
 	f.MaxIdle, f.CloseWaitAfter, f.RetransThreshold = audit.DefaultMaxIdle, audit.DefaultCloseWaitAfter, audit.DefaultRetransThreshold
-	durationVar(fs, &f.MaxIdle, "max-idle", "idle_no_keepalive: flag ESTABLISHED connections without keepalive idle this long")
-	durationVar(fs, &f.IdleLimit, "idle-limit", "idle_overlong: flag connections idle this long, keepalive or not (default off)")
-	durationVar(fs, &f.CloseWaitAfter, "close-wait-after", "close_wait_stale: flag CLOSE_WAIT sockets idle this long")
+	atLeastVar(fs, &f.MaxIdle, 1, "max-idle", "idle_no_keepalive: flag ESTABLISHED connections without keepalive idle this long")
+	atLeastVar(fs, &f.IdleLimit, 1, "idle-limit", "idle_overlong: flag connections idle this long, keepalive or not (default off)")
+	atLeastVar(fs, &f.CloseWaitAfter, 1, "close-wait-after", "close_wait_stale: flag CLOSE_WAIT sockets idle this long")
 	countVar(fs, &f.RetransThreshold, 1, 255, "retrans-threshold", "half_open_retrans: flag after this many unacknowledged retransmissions in a row")
 	if perPeer {
 		countVar(fs, &f.MaxPerPeer, 1, 1<<30, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
 	}
-	durationVar(fs, &f.PathIdleTimeout, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
-}
-
-// check refuses thresholds that cannot mean anything.
-func (f *thresholdFlags) check() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-		min  time.Duration
-	}{{"max-idle", f.MaxIdle, 1}, {"close-wait-after", f.CloseWaitAfter, 1}, {"idle-limit", f.IdleLimit, 1}, {"path-idle-timeout", f.PathIdleTimeout, time.Second}} {
-		if f.fs.Changed(d.name) && d.v < d.min {
-			return usagef("--%s %s: want at least %s, as 10m", d.name, report.Duration(d.v), report.Duration(max(d.min, time.Millisecond)))
-		}
-	}
-	return nil
+	atLeastVar(fs, &f.PathIdleTimeout, time.Second, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
 }

@@ -24,8 +24,7 @@ func runKill(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	perPeer := fs.Changed("max-per-peer")
-	cfg := kill.Config{Filter: filter, All: len(sel.codes) == 0 && !perPeer, Findings: sel.codes, Audit: sel.th.Config,
+	cfg := kill.Config{Filter: filter, All: len(sel.codes) == 0 && !fs.Changed("max-per-peer"), Findings: sel.codes, Audit: sel.th.Config,
 		MaxPerPeer: sel.th.MaxPerPeer, Listeners: listeners, DryRun: *dryRun}
 	if *procs {
 		cfg.Owners = proc.NewIndex("/proc", false)

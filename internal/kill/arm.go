@@ -63,6 +63,13 @@ type ArmConfig struct {
 	PID int
 }
 
+// Armable are the states of the connections Arm acts on: those a program
+// holds and tcp_keepalive_timer probes. Sockets closing are mostly orphans,
+// and TIME_WAIT and request sockets are no one's: there is no descriptor to
+// go through, and Arm leaves them out whatever the filter says. LISTEN comes
+// with ArmConfig.Listeners.
+const Armable = diag.StateSet(1<<diag.StateEstablished | 1<<diag.StateCloseWait)
+
 // ErrValues marks the error Arm returns, before the dump, when the model
 // cannot choose values in the namespace; the sysctl error it wraps says why
 // (sysctl.ErrImpossible, sysctl.ErrNoConntrack, sysctl.ErrUnknownMiddlebox,
@@ -215,6 +222,9 @@ func arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)
 			return a.sum, fmt.Errorf("%w: %w", ErrValues, err)
 		}
 		cfg.Keepalive.Keepalive = rec.Keepalive
+		if p.Kind == sysctl.PathMiddlebox && cfg.Audit.PathIdleTimeout == 0 {
+			cfg.Audit.PathIdleTimeout = p.IdleTimeout // the path keepalive_after_path_timeout judges by, too
+		}
 	}
 	a.cfg, a.sum.Values = cfg, cfg.Keepalive
 	if err := cfg.Keepalive.Check(); err != nil {
@@ -244,7 +254,7 @@ func arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)
 			return a.sum, err
 		}
 		a.sum.Sockets++
-		if !a.sel.candidate(s) {
+		if !a.sel.candidate(s) || s.State != diag.StateListen && Armable&diag.Of(s.State) == 0 {
 			continue
 		}
 		reason, f, ok := a.sel.selected(s)
