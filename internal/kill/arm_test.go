@@ -644,3 +644,29 @@ func TestArmModelPerNamespace(t *testing.T) {
 		}
 	}
 }
+
+// TestArmOnlyArmable: whatever the filter says, Arm acts on ESTABLISHED and
+// CLOSE_WAIT connections (and listeners only with Listeners): a connection
+// closing on the test's side (FIN_WAIT2, an orphan: no descriptor) is left
+// out, and the program's end of it, in CLOSE_WAIT, is armed.
+func TestArmOnlyArmable(t *testing.T) {
+	ns := testnet.NewNS(t)
+	srv := ns.Program()
+	lfd, port := srv.Listen("127.0.0.1:0")
+	c := ns.Dial(fmt.Sprintf("127.0.0.1:%d", port))
+	fd := srv.Accept(lfd)
+	c.Close()
+	testnet.Wait(t, 5*time.Second, "the program's end in CLOSE_WAIT", func() bool {
+		for _, s := range dump(t, ns, &diag.Filter{States: diag.Of(diag.StateCloseWait)}) {
+			if s.Inode == srv.Inode(fd) {
+				return true
+			}
+		}
+		return false
+	})
+	acts, sum, err := armNS(t, ns, kill.ArmConfig{Filter: &diag.Filter{States: diag.StatesAll}, All: true, Keepalive: values(30*time.Second, 5*time.Second, 3)})
+	if err != nil || len(acts) != 1 || acts[0].sock.State != diag.StateCloseWait || acts[0].result != kill.Armed || sum.Sockets < 3 {
+		t.Fatalf("actions %v summary %+v err %v, want only the CLOSE_WAIT end armed, of three sockets (the listener, it, the FIN_WAIT2 end)", acts, sum, err)
+	}
+	wantOpts(t, "the CLOSE_WAIT end", srv.Opts(fd), values(30*time.Second, 5*time.Second, 3))
+}
