@@ -263,6 +263,12 @@ type Finding struct {
 	Retries                      int
 	// Remedy is what to do.
 	Remedy Remedy
+	// Arm is what arming the socket now, through its owner, would set: the
+	// values recommended for the path, TCP_USER_TIMEOUT included (see
+	// Config.PathIdleTimeout); the remedies RemedyKeepalive,
+	// RemedyUserTimeout and RemedyFixReader point to it. Zero for the
+	// tunables' findings, and where no keepalive values can keep the path.
+	Arm proc.Keepalive
 }
 
 // Summary is what an audit saw and found.
@@ -342,6 +348,7 @@ type Auditor struct {
 	pathSrc Source
 	sock    sockCtx
 	only    map[Code]bool
+	arm     proc.Keepalive
 	f       Finding // the finding being built, handed to emit
 }
 
@@ -349,6 +356,7 @@ type Auditor struct {
 func New(cfg Config) *Auditor {
 	a := &Auditor{cfg: cfg, sum: Summary{Tunables: cfg.Tunables, HaveTunables: true, Findings: map[Code]*[Critical + 1]int{}}}
 	a.pathTO, a.pathSrc = cfg.PathTimeout()
+	a.arm = armValues(cfg)
 	if cfg.MaxPerPeer > 0 {
 		a.peers = NewPeers(cfg.MaxPerPeer)
 	}
@@ -411,6 +419,7 @@ func (a *Auditor) Check(s *diag.Socket, emit func(*Finding)) {
 		// A flagged socket's record carries its owner and, where they are
 		// read, its real options.
 		a.f.Holder, a.f.Owner = c.holder()
+		a.f.Arm = a.arm
 		if _, ok := c.sockopts(); ok {
 			a.f.Opts = c.optsCopy()
 		}

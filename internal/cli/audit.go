@@ -53,7 +53,7 @@ func auditExit(worst, failOn audit.Severity) error {
 func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	fs := newFlags(e, "audit", helpText("audit"))
 	var th thresholdFlags
-	addThresholdFlags(fs, &th)
+	addThresholdFlags(fs, &th, true)
 	var filt filterFlags
 	addFilterFlags(fs, &filt, "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)")
 	failOnText := fs.String("fail-on", "warning", "lowest `SEVERITY` that makes the exit code non-zero: info, warning or critical")
@@ -64,9 +64,6 @@ func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
 	}
 	if failOn, err = audit.ParseSeverity(*failOnText); err != nil {
 		return 0, 0, usagef("--fail-on %v", err)
-	}
-	if err := th.check(); err != nil {
-		return 0, 0, err
 	}
 	if dir := filepath.Dir(*promFile); *promFile != "" {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {

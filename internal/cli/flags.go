@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,24 +35,19 @@ func parse(e *env, fs *pflag.FlagSet, args []string, formats ...string) error {
 	}
 	fs.StringVarP(&e.output, "output", "o", e.output, o)
 	fs.StringVar(&e.netnsSpec, "netns", e.netnsSpec, "the network namespace `NS`: a name under /run/netns, a path such as /proc/PID/ns/net, or pid:PID (default: tcpkeep's own)")
-	fs.BoolVar(&e.allNetns, "all-netns", e.allNetns, "every network namespace on the host, one after the other (sysctl, conns, audit, kill)")
+	fs.BoolVar(&e.allNetns, "all-netns", e.allNetns, "every network namespace on the host, one after the other (sysctl, conns, audit, kill, arm)")
 	fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return usagef("%v (see -h)", err)
 	}
 	if n := fs.Name(); e.allNetns && (e.netnsSpec != "" || strings.HasPrefix(n, "probe") || n == "version") {
-		return usagef("--all-netns goes with sysctl, conns, audit and kill, without --netns (which reads one namespace)")
+		return usagef("--all-netns goes with sysctl, conns, audit, kill and arm, without --netns (which reads one namespace)")
 	}
 	if h, _ := fs.GetBool("help"); h {
 		fs.Usage()
 		return errHelp
 	}
-	for _, f := range formats {
-		if e.output == f {
-			return nil
-		}
-	}
-	if len(formats) == 0 {
+	if len(formats) == 0 || slices.Contains(formats, e.output) {
 		return nil
 	}
 	return usagef("-o %q: this command writes %s", e.output, orList(formats))
@@ -137,6 +133,18 @@ func durationVar(fs *pflag.FlagSet, p *time.Duration, name, usage string) {
 	fs.Var(&value[time.Duration]{v: p, arg: "D", parse: sysctl.ParseDuration, show: showDuration}, name, usage)
 }
 
+// atLeastVar is a duration flag, as durationVar, of at least min.
+func atLeastVar(fs *pflag.FlagSet, p *time.Duration, min time.Duration, name, usage string) {
+	parse := func(s string) (time.Duration, error) {
+		d, err := sysctl.ParseDuration(s)
+		if err == nil && d < min {
+			err = fmt.Errorf("%q: want at least %s", s, report.Duration(max(min, time.Millisecond)))
+		}
+		return d, err
+	}
+	fs.Var(&value[time.Duration]{v: p, arg: "D", parse: parse, show: showDuration}, name, usage)
+}
+
 // secondsVar is a keepalive value: whole seconds from 1 to max.
 func secondsVar(fs *pflag.FlagSet, p *time.Duration, max time.Duration, name, usage string) {
 	parse := func(s string) (time.Duration, error) { return sysctl.ParseSeconds(s, max) }
@@ -152,13 +160,7 @@ func countVar(fs *pflag.FlagSet, p *int, min, max int, name, usage string) {
 		}
 		return n, nil
 	}
-	show := func(n int) string {
-		if n == 0 {
-			return ""
-		}
-		return strconv.Itoa(n)
-	}
-	fs.Var(&value[int]{v: p, arg: "N", parse: parse, show: show}, name, usage)
+	fs.Var(&value[int]{v: p, arg: "N", parse: parse, show: strconv.Itoa}, name, usage) // 0 shows no default
 }
 
 func showDuration(d time.Duration) string {

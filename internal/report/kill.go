@@ -71,7 +71,9 @@ func (kw *KillWriter) Action(a *kill.Action) error {
 		return st.err
 	}
 	first := st.begin("action")
-	st.buf = appendSocket(appendKey(st.buf, "socket", first), a.Socket, a.Owner, nil)
+	st.buf = appendKey(st.buf, "action", first)
+	st.buf = appendString(st.buf, "kill")
+	st.buf = appendSocket(appendKey(st.buf, "socket", false), a.Socket, a.Owner, nil)
 	st.buf = appendStr(st.buf, "reason", a.Reason)
 	if msg != "" {
 		st.buf = appendStr(st.buf, "message", msg)

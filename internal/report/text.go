@@ -2,6 +2,7 @@ package report
 
 import (
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -93,4 +94,47 @@ func appendCount(dst []byte, n int, what string) []byte {
 		dst = append(dst, 's')
 	}
 	return dst
+}
+
+// Nearest is the name among names that s most likely misspells or
+// abbreviates, for "did you mean": a name s starts (two letters or more),
+// else the one fewest edits away (insertions, deletions, substitutions, swaps
+// of neighbours), if at most two; "" when none is that close.
+func Nearest(s string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		d := distance(s, n)
+		if len(s) >= 2 && strings.HasPrefix(n, s) {
+			d = 1
+		}
+		if d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// distance is the edit distance between a and b (optimal string alignment).
+func distance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
