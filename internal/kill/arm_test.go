@@ -576,8 +576,20 @@ func TestArmFinding(t *testing.T) {
 	if srv.Opts(busyFd).KeepAlive {
 		t.Error("the busy connection was armed")
 	}
-	if acts, _, err = armNS(t, ns, cfg); err != nil || len(acts) != 0 {
-		t.Errorf("second run: %v %v, want nothing flagged any more", acts, err)
+	// The armed connection is no longer flagged. The busy one may be by now
+	// (on a loaded machine its silence can pass --max-idle before the second
+	// run), so it is judged apart.
+	if _, err := busy.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	acts, _, err = armNS(t, ns, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range acts {
+		if a.fd == idleFd {
+			t.Errorf("second run: %v, want the armed connection not flagged any more", acts)
+		}
 	}
 }
 
