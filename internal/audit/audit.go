@@ -2,8 +2,6 @@ package audit
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
@@ -100,33 +98,6 @@ var Codes = []Code{
 	HalfOpenKeepalive, HalfOpenRetrans, ZeroWindowStall, IdleNoKeepalive, IdleOverlong,
 	KeepaliveAfterPathTimeout, CloseWaitStale, PeerLimitExceeded, ListenQueueFull,
 	SysctlKeepaliveDefault, SysctlKeepaliveAfterConntrack,
-}
-
-// ParseCodes adds the finding codes of s, comma-separated, to codes, each
-// once. An unknown code is an error that lists the known ones: with tunables,
-// every code; without, the codes of socket findings. A code of the tunables
-// is added all the same: the caller decides what it means.
-func ParseCodes(codes []Code, s string, tunables bool) ([]Code, error) {
-	for _, v := range strings.Split(s, ",") {
-		c := Code(strings.TrimSpace(v))
-		if !slices.Contains(Codes, c) {
-			var names []string
-			for _, k := range Codes {
-				if tunables || !k.Tunable() {
-					names = append(names, string(k))
-				}
-			}
-			what := "codes"
-			if !tunables {
-				what = "codes of socket findings"
-			}
-			return nil, fmt.Errorf("unknown finding code %q (%s: %s)", c, what, strings.Join(names, ", "))
-		}
-		if !slices.Contains(codes, c) {
-			codes = append(codes, c)
-		}
-	}
-	return codes, nil
 }
 
 // Source says where a value a rule used came from.
@@ -292,6 +263,12 @@ type Finding struct {
 	Retries                      int
 	// Remedy is what to do.
 	Remedy Remedy
+	// Arm is what arming the socket now, through its owner, would set: the
+	// values recommended for the path, TCP_USER_TIMEOUT included (see
+	// Config.PathIdleTimeout); the remedies RemedyKeepalive,
+	// RemedyUserTimeout and RemedyFixReader point to it. Zero for the
+	// tunables' findings, and where no keepalive values can keep the path.
+	Arm proc.Keepalive
 }
 
 // Summary is what an audit saw and found.
@@ -371,6 +348,7 @@ type Auditor struct {
 	pathSrc Source
 	sock    sockCtx
 	only    map[Code]bool
+	arm     proc.Keepalive
 	f       Finding // the finding being built, handed to emit
 }
 
@@ -378,6 +356,7 @@ type Auditor struct {
 func New(cfg Config) *Auditor {
 	a := &Auditor{cfg: cfg, sum: Summary{Tunables: cfg.Tunables, HaveTunables: true, Findings: map[Code]*[Critical + 1]int{}}}
 	a.pathTO, a.pathSrc = cfg.PathTimeout()
+	a.arm = armValues(cfg)
 	if cfg.MaxPerPeer > 0 {
 		a.peers = NewPeers(cfg.MaxPerPeer)
 	}
@@ -440,6 +419,7 @@ func (a *Auditor) Check(s *diag.Socket, emit func(*Finding)) {
 		// A flagged socket's record carries its owner and, where they are
 		// read, its real options.
 		a.f.Holder, a.f.Owner = c.holder()
+		a.f.Arm = a.arm
 		if _, ok := c.sockopts(); ok {
 			a.f.Opts = c.optsCopy()
 		}

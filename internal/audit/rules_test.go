@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -519,30 +517,4 @@ func BenchmarkRun(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N*len(socks)), "allocs/socket")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(socks)), "ns/socket")
-}
-
-func TestParseCodes(t *testing.T) {
-	for _, tc := range []struct {
-		in       string
-		tunables bool
-		want     []Code
-		err      string
-	}{
-		{"half_open_keepalive", false, []Code{HalfOpenKeepalive}, ""},
-		{"half_open_keepalive, idle_overlong,half_open_keepalive", false, []Code{HalfOpenKeepalive, IdleOverlong}, ""},
-		{"sysctl_keepalive_default", false, []Code{SysctlKeepaliveDefault}, ""},
-		{"half_open", false, nil, `unknown finding code "half_open" (codes of socket findings: half_open_keepalive, `},
-		{"", true, nil, `unknown finding code "" (codes: half_open_keepalive, `},
-	} {
-		got, err := ParseCodes(nil, tc.in, tc.tunables)
-		if tc.err != "" {
-			if err == nil || !strings.HasPrefix(err.Error(), tc.err) || (!tc.tunables && strings.Contains(err.Error(), "sysctl_")) {
-				t.Errorf("%q: %v, want an error starting %q", tc.in, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(got, tc.want) {
-			t.Errorf("%q: %v, %v; want %v", tc.in, got, err, tc.want)
-		}
-	}
 }

@@ -269,7 +269,7 @@ func TestAuditCannotAuditExits3(t *testing.T) {
 	}{
 		{"unknown flag", []string{"audit", "--max-idel", "5m"}, "unknown flag: --max-idel"},
 		{"bad duration", []string{"audit", "--max-idle", "5 minutes"}, "--max-idle"},
-		{"zero max-idle", []string{"audit", "--max-idle", "0"}, "--max-idle 0s: want at least 1ms"},
+		{"zero max-idle", []string{"audit", "--max-idle", "0"}, `"--max-idle" flag: "0": want at least 1ms`},
 		{"bad fail-on", []string{"audit", "--fail-on", "error"}, "--fail-on \"error\": want info, warning or critical"},
 		{"bad retrans threshold", []string{"audit", "--retrans-threshold", "0"}, "--retrans-threshold"},
 		{"bad output", []string{"-o", "yaml", "audit"}, `-o "yaml": this command writes table, json, ndjson, prom or nagios`},

@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/spf13/pflag"
-
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
@@ -40,7 +38,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--netns", "..", "sysctl"}, "not a namespace name"},
 		{[]string{"--all-netns", "--netns", "self", "sysctl"}, "without --netns"},
 		{[]string{"conns", "--netns", "x", "--all-netns"}, "without --netns"},
-		{[]string{"--all-netns", "version"}, "--all-netns goes with sysctl, conns, audit, kill and watch"},
+		{[]string{"--all-netns", "version"}, "--all-netns goes with sysctl, conns, audit, kill, arm and watch"},
 		{[]string{"probe", "--all-netns", "serve"}, "--all-netns goes with"},
 		{[]string{"probe", "serve", "--listen", "127.0.0.1:99999"}, "0 to 65535"},
 		{[]string{"probe", "serve", "--read-timeout", "10ms"}, "at least 1s"},
@@ -70,7 +68,25 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"kill", "--max-per-peer", "0"}, "--max-per-peer"},
 		{[]string{"kill", "--dport", "80", "-o", "prom"}, `-o "prom"`},
 		{[]string{"kill", "--dport", "80", "extra"}, `unexpected argument "extra"`},
-		{[]string{"kill", "--dport", "80", "--max-idle", "0"}, "--max-idle 0s: want at least"},
+		{[]string{"kill", "--dport", "80", "--max-idle", "0"}, `"--max-idle" flag: "0": want at least 1ms`},
+		{[]string{"arm", "--time", "60", "--intvl", "10", "--probes", "5"}, "never arms everything by default"},
+		{[]string{"arm", "--sport", "80"}, "say which values to set: all of --time D --intvl D --probes N, or"},
+		{[]string{"arm", "--sport", "80", "--time", "60"}, "all of --time D --intvl D --probes N"},
+		{[]string{"arm", "--sport", "80", "--time", "0", "--intvl", "1", "--probes", "1"}, "--time"},
+		{[]string{"arm", "--sport", "80", "--time", "60", "--intvl", "10", "--probes", "128"}, "--probes"},
+		{[]string{"arm", "--sport", "80", "--time", "60", "--intvl", "10", "--probes", "5", "--behind", "aws-nlb"}, "not both"},
+		{[]string{"arm", "--sport", "80", "--behind", "aws-nlb", "--path-idle-timeout", "5m"}, "both given"},
+		{[]string{"arm", "--sport", "80", "--behind", "nokia"}, "unknown middlebox"},
+		{[]string{"arm", "--sport", "80", "--path-idle-timeout", "1s"}, "no whole second"},
+		{[]string{"arm", "--sport", "80", "--detect-within", "2s"}, "impossible"},
+		{[]string{"arm", "--sport", "80", "--behind", "aws-nlb", "--user-timeout", "1.5ms"}, "whole milliseconds"},
+		{[]string{"arm", "--sport", "80", "--behind", "aws-nlb", "--user-timeout", "-1s"}, "negative"},
+		{[]string{"arm", "--finding", "peer_limit_exceeded", "--behind", "aws-nlb"}, "kill --max-per-peer"},
+		{[]string{"arm", "--finding", "sysctl_keepalive_default", "--behind", "aws-nlb"}, "nothing to arm"},
+		{[]string{"arm", "--finding", "listen_queue_full", "--behind", "aws-nlb"}, "arms listeners: add --state listening"},
+		{[]string{"arm", "--max-per-peer", "3", "--behind", "aws-nlb"}, "unknown flag: --max-per-peer"},
+		{[]string{"arm", "--pid", "0", "--behind", "aws-nlb"}, "--pid"},
+		{[]string{"arm", "--sport", "80", "--behind", "aws-nlb", "-o", "prom"}, `-o "prom"`},
 	} {
 		k := fakeNS(t)
 		r := runCLI(t, withKernel(k), tc.args...)
@@ -277,10 +293,8 @@ func FuzzFindingFlag(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		var codes []audit.Code
-		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-		findingsVar(fs, &codes, "finding", "")
-		if err := fs.Set("finding", s); err != nil {
+		codes, err := parseFindings(nil, s, "close")
+		if err != nil {
 			return
 		}
 		if len(codes) == 0 {
@@ -345,6 +359,15 @@ func TestExplain(t *testing.T) {
 		{fmt.Errorf("pidfd_getfd: %w", proc.ErrNotPermitted), "needs CAP_SYS_PTRACE"},
 		{&sysctl.RollbackError{Err: fmt.Errorf("write: %w", syscall.EACCES)}, "needs CAP_NET_ADMIN"},
 		{fmt.Errorf("x: %w", diag.ErrDestroyUnsupported), "CONFIG_INET_DIAG_DESTROY=y"},
+		{fmt.Errorf("x: %w", diag.ErrDestroyUnsupported), "kill --via-owner"},
+		{&proc.PermissionError{Cause: proc.PermNoCapSysPtrace, YamaScope: 1, Err: syscall.EPERM}, "lacks CAP_SYS_PTRACE"},
+		{&proc.PermissionError{Cause: proc.PermNoCapSysPtrace, YamaScope: 1, Err: syscall.EPERM}, "give it CAP_SYS_PTRACE"},
+		{&proc.PermissionError{Cause: proc.PermYama, YamaScope: 2, Err: syscall.EPERM}, "ptrace_scope is 2"},
+		{&proc.PermissionError{Cause: proc.PermYama, YamaScope: 2, Err: syscall.EPERM}, "give it CAP_SYS_PTRACE"},
+		{&proc.PermissionError{Cause: proc.PermYama, YamaScope: 3, Err: syscall.EPERM}, "lowered by a reboot"},
+		{&proc.PermissionError{Cause: proc.PermOther, CapSysPtrace: true, Err: syscall.EPERM}, "SELinux or AppArmor"},
+		{fmt.Errorf("x: %w", sysctl.ErrNoConntrack), "instead of --behind conntrack"},
+		{fmt.Errorf("scan: %w", proc.ErrNoProcess), "is the process running?"},
 		{fmt.Errorf("x: %w", diag.ErrUnsupported), "modprobe inet_diag tcp_diag"},
 		{fmt.Errorf("x: %w", syscall.EMFILE), "ulimit -n"},
 	} {

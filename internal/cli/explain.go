@@ -55,6 +55,7 @@ func hint(err error) (hint string) {
 	perm := errors.Is(err, os.ErrPermission)
 	var rb *sysctl.RollbackError
 	var pe *netns.PermissionError
+	var ppe *proc.PermissionError
 	switch {
 	case errors.As(err, &pe) && pe.Missing == "":
 		hint = "refused although tcpkeep holds the capability it takes: a security module, or a process in another user namespace or not dumpable"
@@ -66,12 +67,20 @@ func hint(err error) (hint string) {
 		hint = notExistHint(err)
 	case errors.Is(err, netns.ErrNotNetNS):
 		hint = "give a namespace file such as /proc/PID/ns/net or /run/netns/NAME"
+	case errors.As(err, &ppe): // the error names what is missing; a security module or Yama's scope 3 no flag helps
+		if ppe.Cause != proc.PermOther && ppe.YamaScope < 3 {
+			hint = "run tcpkeep as root, or give it CAP_SYS_PTRACE (systemd: AmbientCapabilities=CAP_SYS_PTRACE; a container: SYS_PTRACE and the host's PID namespace)"
+		}
 	case errors.Is(err, proc.ErrNotPermitted):
-		hint = "reading another process's socket options needs CAP_SYS_PTRACE (run as root)"
+		hint = "another process's sockets needs CAP_SYS_PTRACE (run as root)"
 	case errors.Is(err, proc.ErrUnsupported):
 		hint = "pidfd_getfd needs Linux 5.6"
+	case errors.Is(err, proc.ErrNoProcess):
+		hint = "is the process running?"
+	case errors.Is(err, sysctl.ErrNoConntrack):
+		hint = "give --path-idle-timeout, or --behind a device, instead of --behind conntrack"
 	case errors.Is(err, diag.ErrDestroyUnsupported):
-		hint = "this kernel cannot close sockets from outside: it needs CONFIG_INET_DIAG_DESTROY=y"
+		hint = "this kernel cannot close sockets from outside (it needs CONFIG_INET_DIAG_DESTROY=y): close them through their owners with kill --via-owner"
 	case errors.Is(err, diag.ErrUnsupported):
 		hint = "load the modules: modprobe inet_diag tcp_diag"
 	case errors.As(err, &rb) && perm:

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
-	"github.com/tcpkeep/tcpkeep/internal/report"
+	"github.com/tcpkeep/tcpkeep/internal/flagval"
 )
 
 // The socket filters conns, audit and kill share (DESIGN.md, Command line). The
@@ -35,11 +36,11 @@ type filterFlags struct {
 // addFilterFlags adds the shared filter flags to fs.
 func addFilterFlags(fs *pflag.FlagSet, f *filterFlags, states string) {
 	parseStates := func(s string) (diag.StateSet, error) { f.statesText = s; return diag.ParseStates(s) }
-	fs.Var(&value[diag.StateSet]{v: &f.states, arg: "LIST", parse: parseStates}, "state", states)
-	fs.Var(&value[diag.PortRange]{v: &f.sport, arg: "P|LO-HI", parse: diag.ParsePortRange}, "sport", "local port, or an inclusive range")
-	fs.Var(&value[diag.PortRange]{v: &f.dport, arg: "P|LO-HI", parse: diag.ParsePortRange}, "dport", "remote port, or an inclusive range")
-	fs.Var(&value[netip.Prefix]{v: &f.src, arg: "ADDR[/BITS]", parse: diag.ParsePrefix}, "src", "local address or prefix")
-	fs.Var(&value[netip.Prefix]{v: &f.dst, arg: "ADDR[/BITS]", parse: diag.ParsePrefix}, "dst", "remote address or prefix")
+	fs.Var(&flagval.Value[diag.StateSet]{V: &f.states, Arg: "LIST", Parse: parseStates}, "state", states)
+	fs.Var(&flagval.Value[diag.PortRange]{V: &f.sport, Arg: "P|LO-HI", Parse: diag.ParsePortRange}, "sport", "local port, or an inclusive range")
+	fs.Var(&flagval.Value[diag.PortRange]{V: &f.dport, Arg: "P|LO-HI", Parse: diag.ParsePortRange}, "dport", "remote port, or an inclusive range")
+	fs.Var(&flagval.Value[netip.Prefix]{V: &f.src, Arg: "ADDR[/BITS]", Parse: diag.ParsePrefix}, "src", "local address or prefix")
+	fs.Var(&flagval.Value[netip.Prefix]{V: &f.dst, Arg: "ADDR[/BITS]", Parse: diag.ParsePrefix}, "dst", "remote address or prefix")
 	fs.BoolVarP(&f.v4, "ipv4", "4", false, "IPv4 sockets only")
 	fs.BoolVarP(&f.v6, "ipv6", "6", false, "IPv6 sockets only")
 }
@@ -86,42 +87,102 @@ func (f *filterFlags) namesListening() bool {
 	return false
 }
 
-// thresholdFlags are the audit rules' thresholds. audit and kill (for
-// --finding) define them once, here, so a threshold means the same in both.
-type thresholdFlags struct {
-	audit.Config
-	fs *pflag.FlagSet
+// selectFlags are what kill and arm select sockets by: the filters, --finding
+// and the audit rules' thresholds, so that a selection means the same in both.
+type selectFlags struct {
+	filterFlags
+	codes []audit.Code
+	th    thresholdFlags
 }
 
-// addThresholdFlags adds the threshold flags to fs, at DESIGN.md's defaults.
-func addThresholdFlags(fs *pflag.FlagSet, f *thresholdFlags) {
-	f.fs = fs
-	f.MaxIdle, f.CloseWaitAfter, f.RetransThreshold = audit.DefaultMaxIdle, audit.DefaultCloseWaitAfter, audit.DefaultRetransThreshold
-	durationVar(fs, &f.MaxIdle, "max-idle", "idle_no_keepalive: flag ESTABLISHED connections without keepalive idle this long")
-	durationVar(fs, &f.IdleLimit, "idle-limit", "idle_overlong: flag connections idle this long, keepalive or not (default off)")
-	durationVar(fs, &f.CloseWaitAfter, "close-wait-after", "close_wait_stale: flag CLOSE_WAIT sockets idle this long")
-	countVar(fs, &f.RetransThreshold, 1, 255, "retrans-threshold", "half_open_retrans: flag after this many unacknowledged retransmissions in a row")
-	countVar(fs, &f.MaxPerPeer, 1, 1<<30, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
-	durationVar(fs, &f.PathIdleTimeout, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
+// addSelectFlags adds the selection flags; verb is what the command does to
+// a socket (close, arm). Only kill has --max-per-peer.
+func addSelectFlags(fs *pflag.FlagSet, s *selectFlags, verb, states string) {
+	addFilterFlags(fs, &s.filterFlags, states)
+	parse := func(v string) ([]audit.Code, error) { return parseFindings(s.codes, v, verb) }
+	fs.Var(&flagval.Value[[]audit.Code]{V: &s.codes, Arg: "CODES", Parse: parse}, "finding", verb+" sockets flagged with these finding codes, comma-separated (see above)")
+	addThresholdFlags(fs, &s.th, verb == "close")
 }
 
-// check refuses thresholds that cannot mean anything.
-func (f *thresholdFlags) check() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-		min  time.Duration
-	}{{"max-idle", f.MaxIdle, 1}, {"close-wait-after", f.CloseWaitAfter, 1}, {"idle-limit", f.IdleLimit, 1}, {"path-idle-timeout", f.PathIdleTimeout, time.Second}} {
-		if f.fs.Changed(d.name) && d.v < d.min {
-			return usagef("--%s %s: want at least %s, as 10m", d.name, report.Duration(d.v), report.Duration(max(d.min, time.Millisecond)))
+// selection checks the selection flags and builds the filter, with def as the
+// states without --state. other says another selector was given (kill's
+// --max-per-peer, arm's --pid): at least one is required. LISTEN stays out
+// unless --state names it, which listeners reports.
+func (s *selectFlags) selection(fs *pflag.FlagSet, cmd, verb string, def diag.StateSet, other string) (filter *diag.Filter, listeners bool, err error) {
+	if filter, err = s.filter(def); err != nil {
+		return nil, false, err
+	}
+	// A filter selects only if it narrows: --ipv4=false, -4 -6 or --sport 0-65535
+	// are given but select everything, and everything is never the default.
+	narrows := fs.Changed("state") || filter.Family != 0 || !filter.SPort.Any() || !filter.DPort.Any() ||
+		filter.Src.IsValid() || filter.Dst.IsValid()
+	if !narrows && len(s.codes) == 0 && !fs.Changed(other) {
+		return nil, false, usagef("%s: say what to %s: filters that narrow (--state, --sport, --dport, --src, --dst, -4, -6), --finding CODE or --%s N; tcpkeep never %ss everything by default (see -h)", cmd, verb, other, verb)
+	}
+	listeners = s.namesListening()
+	if err := checkCodes(s.codes, "--finding", cmd, verb, &s.th, fs.Changed("max-per-peer"), listeners); err != nil {
+		return nil, false, err
+	}
+	if !listeners {
+		filter.States &^= diag.Of(diag.StateListen)
+	}
+	return filter, listeners, nil
+}
+
+// checkCodes refuses the finding codes of flag whose selection needs what was
+// not given: perPeer says --max-per-peer was, listeners that --state names
+// LISTEN.
+func checkCodes(codes []audit.Code, flag, cmd, verb string, th *thresholdFlags, perPeer, listeners bool) error {
+	for _, c := range codes {
+		switch {
+		case c == audit.PeerLimitExceeded && cmd == "arm":
+			return usagef("%s peer_limit_exceeded selects a peer's surplus connections, which kill --max-per-peer closes; %s acts on what a rule flags one socket at a time", flag, cmd)
+		case c == audit.PeerLimitExceeded && !perPeer:
+			return usagef("%s peer_limit_exceeded needs --max-per-peer N: the limit it enforces", flag)
+		case c == audit.IdleOverlong && th.IdleLimit <= 0:
+			return usagef("%s idle_overlong needs --idle-limit D: how long a connection may stay idle, as 1h", flag)
+		case c == audit.ListenQueueFull && !listeners:
+			return usagef("%s listen_queue_full %ss listeners: add --state listening to say so", flag, verb)
 		}
 	}
 	return nil
 }
 
+// parseFindings adds the finding codes of s, comma-separated, to codes: codes
+// of socket rules only.
+func parseFindings(codes []audit.Code, s, verb string) ([]audit.Code, error) {
+	codes, err := audit.ParseCodes(codes, s)
+	for _, c := range codes {
+		if c.Tunable() {
+			return nil, fmt.Errorf("%s is about the namespace's keepalive tunables, not a socket: there is nothing to %s (fix it with tcpkeep sysctl recommend --apply)", c, verb)
+		}
+	}
+	return codes, err
+}
+
+// thresholdFlags are the audit rules' thresholds. audit, kill and arm (for
+// --finding) define them once, here, so a threshold means the same in all.
+type thresholdFlags struct{ audit.Config }
+
+// addThresholdFlags adds the threshold flags to fs, at DESIGN.md's defaults;
+// --max-per-peer with perPeer. A threshold that cannot mean anything is
+// refused as it is parsed.
+func addThresholdFlags(fs *pflag.FlagSet, f *thresholdFlags, perPeer bool) {
+	f.MaxIdle, f.CloseWaitAfter, f.RetransThreshold = audit.DefaultMaxIdle, audit.DefaultCloseWaitAfter, audit.DefaultRetransThreshold
+	atLeastVar(fs, &f.MaxIdle, 1, "max-idle", "idle_no_keepalive: flag ESTABLISHED connections without keepalive idle this long")
+	atLeastVar(fs, &f.IdleLimit, 1, "idle-limit", "idle_overlong: flag connections idle this long, keepalive or not (default off)")
+	atLeastVar(fs, &f.CloseWaitAfter, 1, "close-wait-after", "close_wait_stale: flag CLOSE_WAIT sockets idle this long")
+	countVar(fs, &f.RetransThreshold, 1, 255, "retrans-threshold", "half_open_retrans: flag after this many unacknowledged retransmissions in a row")
+	if perPeer {
+		countVar(fs, &f.MaxPerPeer, 1, 1<<30, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
+	}
+	atLeastVar(fs, &f.PathIdleTimeout, time.Second, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
+}
+
 // auditFlags are the flags of the commands that audit, audit and watch: the
 // rules' thresholds, the filters, --sockopts and --prom-file.
 type auditFlags struct {
+	fs       *pflag.FlagSet
 	th       thresholdFlags
 	filt     filterFlags
 	sockopts *bool
@@ -130,7 +191,8 @@ type auditFlags struct {
 
 // addAuditFlags adds them to fs; promWhen says when --prom-file is written.
 func addAuditFlags(fs *pflag.FlagSet, a *auditFlags, promWhen string) {
-	addThresholdFlags(fs, &a.th)
+	a.fs = fs
+	addThresholdFlags(fs, &a.th, true)
 	addFilterFlags(fs, &a.filt, "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)")
 	a.sockopts = fs.Bool("sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
 	a.promFile = fs.String("prom-file", "", "also write the metrics in node_exporter textfile format to this file"+promWhen+", atomically; `PATH`")
@@ -139,10 +201,7 @@ func addAuditFlags(fs *pflag.FlagSet, a *auditFlags, promWhen string) {
 // config checks them, and that the codes watch's --kill closes can be
 // closed with them, and makes the audit's configuration.
 func (a *auditFlags) config(kill []audit.Code) (audit.Config, error) {
-	if err := a.th.check(); err != nil {
-		return audit.Config{}, err
-	}
-	if err := checkKillCodes("--kill", kill, &a.th, a.filt.namesListening()); err != nil {
+	if err := checkCodes(kill, "--kill", "watch", "close", &a.th, a.fs.Changed("max-per-peer"), a.filt.namesListening()); err != nil {
 		return audit.Config{}, err
 	}
 	if dir := filepath.Dir(*a.promFile); *a.promFile != "" {

@@ -3,14 +3,13 @@ package cli
 import (
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/tcpkeep/tcpkeep/internal/flagval"
 	"github.com/tcpkeep/tcpkeep/internal/report"
-	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // newFlags makes a command's FlagSet; usage is printed for -h, with the flags.
@@ -34,24 +33,19 @@ func parse(e *env, fs *pflag.FlagSet, args []string, formats ...string) error {
 	}
 	fs.StringVarP(&e.output, "output", "o", e.output, o)
 	fs.StringVar(&e.netnsSpec, "netns", e.netnsSpec, "the network namespace `NS`: a name under /run/netns, a path such as /proc/PID/ns/net, or pid:PID (default: tcpkeep's own)")
-	fs.BoolVar(&e.allNetns, "all-netns", e.allNetns, "every network namespace on the host, one after the other (sysctl, conns, audit, kill, watch)")
+	fs.BoolVar(&e.allNetns, "all-netns", e.allNetns, "every network namespace on the host, one after the other (sysctl, conns, audit, kill, arm, watch)")
 	fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return usagef("%v (see -h)", err)
 	}
 	if n := fs.Name(); e.allNetns && (e.netnsSpec != "" || strings.HasPrefix(n, "probe") || n == "version") {
-		return usagef("--all-netns goes with sysctl, conns, audit, kill and watch, without --netns (which reads one namespace)")
+		return usagef("--all-netns goes with sysctl, conns, audit, kill, arm and watch, without --netns (which reads one namespace)")
 	}
 	if h, _ := fs.GetBool("help"); h {
 		fs.Usage()
 		return errHelp
 	}
-	for _, f := range formats {
-		if e.output == f {
-			return nil
-		}
-	}
-	if len(formats) == 0 {
+	if len(formats) == 0 || slices.Contains(formats, e.output) {
 		return nil
 	}
 	return usagef("-o %q: this command writes %s", e.output, report.OrList(formats))
@@ -68,65 +62,8 @@ func parseCommand(e *env, fs *pflag.FlagSet, args []string, formats ...string) e
 	return nil
 }
 
-// value is a flag whose text parse turns into a T: every flag type tcpkeep
-// has but strings and switches. arg is what the help calls its argument.
-type value[T any] struct {
-	v     *T
-	arg   string
-	parse func(string) (T, error)
-	show  func(T) string
-}
-
-func (f *value[T]) Type() string { return f.arg }
-func (f *value[T]) String() string {
-	if f.v == nil || f.show == nil {
-		return ""
-	}
-	return f.show(*f.v)
-}
-func (f *value[T]) Set(s string) error {
-	v, err := f.parse(s)
-	if err == nil {
-		*f.v = v
-	}
-	return err
-}
-
-// durationVar is a duration flag (sysctl.ParseDuration: 90, 90s, 1h30m, 500ms).
-func durationVar(fs *pflag.FlagSet, p *time.Duration, name, usage string) {
-	fs.Var(&value[time.Duration]{v: p, arg: "D", parse: sysctl.ParseDuration, show: showDuration}, name, usage)
-}
-
-// secondsVar is a keepalive value: whole seconds from 1 to max.
-func secondsVar(fs *pflag.FlagSet, p *time.Duration, max time.Duration, name, usage string) {
-	parse := func(s string) (time.Duration, error) { return sysctl.ParseSeconds(s, max) }
-	fs.Var(&value[time.Duration]{v: p, arg: "D", parse: parse, show: showDuration}, name, usage)
-}
-
-// countVar is a whole number from min to max.
-func countVar(fs *pflag.FlagSet, p *int, min, max int, name, usage string) {
-	parse := func(s string) (int, error) {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < min || n > max || strings.ContainsAny(s, "+- ") {
-			return 0, fmt.Errorf("%q: want a whole number from %d to %d", s, min, max)
-		}
-		return n, nil
-	}
-	show := func(n int) string {
-		if n == 0 {
-			return ""
-		}
-		return strconv.Itoa(n)
-	}
-	fs.Var(&value[int]{v: p, arg: "N", parse: parse, show: show}, name, usage)
-}
-
-func showDuration(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return report.Duration(d)
-}
+// The flag values of tcpkeep's units (internal/flagval).
+var durationVar, atLeastVar, secondsVar, countVar = flagval.Duration, flagval.AtLeast, flagval.Seconds, flagval.Count
 
 // splitSubcommand finds a command's subcommand (sysctl set, probe serve) when it
 // is the first argument that is not a global flag, so that "sysctl -o json set"

@@ -4,6 +4,7 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/tcpkeep/tcpkeep/internal/report"
@@ -19,16 +20,14 @@ type command struct {
 var commands []command
 
 func init() {
-	commands = []command{{"sysctl", runSysctl}, {"conns", runConns}, {"audit", runAudit}, {"kill", runKill},
+	commands = []command{{"sysctl", runSysctl}, {"conns", runConns}, {"audit", runAudit}, {"kill", runKill}, {"arm", runArm},
 		{"watch", runWatch}, {"probe", runProbe}, {"version", runVersion}, {"help", runHelp}}
 }
 
 // lookup finds a command by name.
 func lookup(name string) *command {
-	for i := range commands {
-		if commands[i].name == name {
-			return &commands[i]
-		}
+	if i := slices.IndexFunc(commands, func(c command) bool { return c.name == name }); i >= 0 {
+		return &commands[i]
 	}
 	return nil
 }
@@ -39,7 +38,7 @@ func unknownCommand(name string) error {
 	for _, c := range commands {
 		names = append(names, c.name)
 	}
-	if best, ok := report.Closest(name, names); ok {
+	if best := report.Nearest(name, names); best != "" {
 		return usagef("unknown command %q: did you mean %s? (see tcpkeep --help)", name, best)
 	}
 	return usagef("unknown command %q (commands: %s; see tcpkeep --help)", name, strings.Join(names, ", "))

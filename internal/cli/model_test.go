@@ -56,7 +56,7 @@ func TestSysctlRecommendHeartbeatAndMiddleboxes(t *testing.T) {
 		{[]string{"--middleboxes", filepath.Join(t.TempDir(), "none")}, "no such file"},
 		{[]string{"--middleboxes", writeFile(t, "fw 30\n")}, "line 1"},
 		{[]string{"--behind", "edge-fw"}, "--middleboxes"},
-		{[]string{"--heartbeat", "0"}, "positive"},
+		{[]string{"--heartbeat", "0"}, "want at least 1ms"},
 	} {
 		r := runCLI(t, fake, append([]string{"sysctl", "recommend"}, tc.args...)...)
 		if r.code != exitUsage {

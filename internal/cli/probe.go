@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tcpkeep/tcpkeep/internal/flagval"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 	"github.com/tcpkeep/tcpkeep/probe"
@@ -66,11 +67,11 @@ func probeClient(e *env, args []string) error {
 	var timeout, userTimeout time.Duration
 	var count int
 	var ka sysctl.Keepalive
-	durationVar(fs, &interval, "interval", "time between pings")
+	atLeastVar(fs, &interval, 10*time.Millisecond, "interval", "time between pings")
 	durationVar(fs, &timeout, "timeout", "how long a ping waits for its answer before it is a miss, at most --interval (default: --interval)")
 	countVar(fs, &misses, 1, 1000, "misses", "pings in a row unanswered that declare the peer dead")
 	countVar(fs, &count, 1, 1<<31-1, "count", "stop after N pings (default: until dead or interrupted)")
-	fs.Var(&value[sysctl.Keepalive]{v: &ka, arg: "IDLE/INTVL/CNT", parse: sysctl.ParseKeepalive}, "keepalive",
+	fs.Var(&flagval.Value[sysctl.Keepalive]{V: &ka, Arg: "IDLE/INTVL/CNT", Parse: sysctl.ParseKeepalive}, "keepalive",
 		"turn SO_KEEPALIVE on with this TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, as 60s/10s/5 (default: keepalive off)")
 	durationVar(fs, &userTimeout, "user-timeout", "set TCP_USER_TIMEOUT: unacknowledged data for this long drops the connection")
 	addr, err := probeArgs(e, fs, "probe", args)
@@ -84,8 +85,6 @@ func probeClient(e *env, args []string) error {
 	case e.output == "json" && count == 0:
 		// One document holds every beat until the end: it needs an end.
 		return usagef("-o json writes one document when the run ends: give --count N, or use -o ndjson for a record per beat")
-	case interval < 10*time.Millisecond:
-		return usagef("--interval %s: want at least 10ms", report.Duration(interval))
 	case timeout <= 0 || timeout > interval:
 		return usagef("--timeout %s: want more than 0 and at most --interval (%s): each ping is answered or missed before the next", report.Duration(timeout), report.Duration(interval))
 	case fs.Changed("user-timeout") && (userTimeout < time.Millisecond || userTimeout > time.Duration(1<<31-1)*time.Millisecond):
@@ -139,7 +138,7 @@ func runProbeServe(e *env, args []string) error {
 	s := report.Serve{MaxClients: probe.DefaultMaxClients, ReadTimeout: probe.DefaultReadTimeout, Rate: probe.DefaultRate}
 	fs.StringVar(&listen, "listen", listen, "address to listen on, HOST:PORT or :PORT; `ADDR`")
 	countVar(fs, &s.MaxClients, 1, 1<<20, "max-clients", "connections served at once")
-	durationVar(fs, &s.ReadTimeout, "read-timeout", "drop a client silent this long")
+	atLeastVar(fs, &s.ReadTimeout, time.Second, "read-timeout", "drop a client silent this long")
 	countVar(fs, &s.Rate, 1, 100000, "rate", "pings per second answered on one connection")
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
@@ -150,9 +149,6 @@ func runProbeServe(e *env, args []string) error {
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil && port != "" {
 		return usagef("--listen %q: port %q: want a number from 0 to 65535", listen, port)
-	}
-	if s.ReadTimeout < time.Second {
-		return usagef("--read-timeout %s: want at least 1s", report.Duration(s.ReadTimeout))
 	}
 	ns, pns, err := probeNS(e)
 	if err != nil {
@@ -185,24 +181,17 @@ func runProbeIdle(e *env, args []string) error {
 	fs := newFlags(e, "probe idle", helpText("probe-idle"))
 	cfg := probe.IdleConfig{Min: probe.DefaultIdleMin, Max: probe.DefaultIdleMax, Resolution: probe.DefaultIdleResolution,
 		Timeout: probe.DefaultIdleTimeout, Parallel: probe.DefaultIdleParallel}
-	durationVar(fs, &cfg.Min, "min", "shortest idle period of the first round")
+	atLeastVar(fs, &cfg.Min, 100*time.Millisecond, "min", "shortest idle period of the first round")
 	durationVar(fs, &cfg.Max, "max", "longest idle period tried")
-	durationVar(fs, &cfg.Resolution, "resolution", "stop when the longest that survived and the shortest that died are this close")
-	durationVar(fs, &cfg.Timeout, "timeout", "how long the check after an idle period waits for its answer")
+	atLeastVar(fs, &cfg.Resolution, 100*time.Millisecond, "resolution", "stop when the longest that survived and the shortest that died are this close")
+	atLeastVar(fs, &cfg.Timeout, 10*time.Millisecond, "timeout", "how long the check after an idle period waits for its answer")
 	countVar(fs, &cfg.Parallel, 1, 256, "parallel", "most connections idling at once in the narrowing rounds")
 	addr, err := probeArgs(e, fs, "probe idle", args)
 	if err != nil {
 		return err
 	}
-	switch {
-	case cfg.Min < 100*time.Millisecond:
-		return usagef("--min %s: want at least 100ms", report.Duration(cfg.Min))
-	case cfg.Max < cfg.Min:
+	if cfg.Max < cfg.Min {
 		return usagef("--max %s is below --min %s", report.Duration(cfg.Max), report.Duration(cfg.Min))
-	case cfg.Resolution < 100*time.Millisecond:
-		return usagef("--resolution %s: want at least 100ms", report.Duration(cfg.Resolution))
-	case cfg.Timeout < 10*time.Millisecond:
-		return usagef("--timeout %s: want at least 10ms", report.Duration(cfg.Timeout))
 	}
 	ns, pns, err := probeNS(e)
 	if err != nil {

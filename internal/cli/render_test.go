@@ -87,7 +87,24 @@ var optional = map[string][]string{
 	"finding": {"socket", "drop_in_ms", "drop_by"},
 	// heartbeat_ms: only when --heartbeat was given.
 	"sysctl_recommend": {"heartbeat_ms"},
-	"action":           {"message", "error"},
+	"action":           {"message", "error", "before", "after"},
+}
+
+// wantKeys are the key sets of docs/output.md, the header and optional keys
+// taken out.
+var wantKeys = map[string][]string{
+	"conns_summary": {"by_state", "duration_ms", "interrupted", "sockets"},
+	"audit_summary": {"by_state", "duration_ms", "findings", "interrupted", "sockets", "worst"},
+	"kill_summary":  {"closed", "dry_run", "duration_ms", "failed", "gone", "interrupted", "selected", "sockets", "stopped"},
+	"arm_summary":   {"armed", "dry_run", "duration_ms", "failed", "gone", "interrupted", "selected", "sockets", "stopped", "unchanged", "values", "would_arm"},
+	"sysctl":        {"dead_peer_detect_s", "keepalive_intvl_s", "keepalive_probes", "keepalive_time_s", "retrans_give_up_ms", "tcp_fin_timeout_s", "tcp_orphan_retries", "tcp_retries2"},
+	"finding":       {"code", "message", "remedy", "severity"},
+	"action":        {"action", "reason", "result", "socket"},
+	"socket":        {"cookie", "family", "inode", "local", "recv_q", "remote", "send_q", "state", "timer", "timer_expires_ms", "timer_retrans", "uid"},
+	"version":       {"commit", "go", "version"},
+	"sysctl_set":    {"dry_run", "new", "old"},
+	"sysctl_recommend": {"applied", "dead_peer_detect_s", "keepalive_intvl_s", "keepalive_probes", "keepalive_time_s",
+		"path", "path_default", "path_idle_timeout_s", "reason", "user_timeout_ms"},
 }
 
 // TestOneTypeOneKeySet: every record has its type; one type has one key set
@@ -97,10 +114,21 @@ var optional = map[string][]string{
 func TestOneTypeOneKeySet(t *testing.T) {
 	k := fakeNS(t, mixed(0)...)
 	k.DestroyErr = fmt.Errorf("destroy 10.0.0.1:40001 -> 10.0.0.9:443: operation <not> permitted & refused")
+	// arm's sockets have no inode, so that no process on this host is ever
+	// looked at for them: each is an action with an error (no owner). The
+	// options before and after come from real owners (TestArmEndToEnd).
+	var orphans []diag.Socket
+	for _, s := range mixed(0) {
+		s.Inode, s.Cookie = 0, s.Cookie+1000
+		orphans = append(orphans, s)
+	}
+	ka := fakeNS(t, orphans...)
 	runs := [][]string{
 		{"conns", "--state", "all"}, {"audit", "--idle-limit", "1m"}, {"kill", "--dry-run", "--state", "all"},
 		{"kill", "--dport", "443"}, {"sysctl"}, {"version"}, {"sysctl", "set", "--time", "60", "--dry-run"},
 		{"sysctl", "recommend", "--behind", "aws-nlb"}, {"sysctl", "recommend", "--path-idle-timeout", "60s", "--heartbeat", "20s"},
+		{"arm", "--dport", "443", "--behind", "aws-nlb"},
+		{"arm", "--dry-run", "--state", "all", "--time", "60", "--intvl", "10", "--probes", "5", "--user-timeout", "110s"},
 	}
 	byType := map[string][]string{} // type -> its key set
 	sockets := map[string]string{}  // cookie -> the socket record, as JSON
@@ -144,7 +172,11 @@ func TestOneTypeOneKeySet(t *testing.T) {
 	for _, args := range runs {
 		for _, o := range []string{"ndjson", "json"} {
 			where := strings.Join(args, " ") + " -o " + o
-			r := runCLI(t, withKernel(hostNS{k}), append(args, "-o", o)...)
+			kern := k
+			if args[0] == "arm" {
+				kern = ka
+			}
+			r := runCLI(t, withKernel(hostNS{kern}), append(args, "-o", o)...)
 			if r.code > 2 {
 				t.Fatalf("%s: exit %d: %s", where, r.code, r.stderr)
 			}
@@ -191,19 +223,7 @@ func TestOneTypeOneKeySet(t *testing.T) {
 			}
 		}
 	}
-	for typ, want := range map[string][]string{
-		"conns_summary": {"by_state", "duration_ms", "interrupted", "sockets"},
-		"audit_summary": {"by_state", "duration_ms", "findings", "interrupted", "sockets", "worst"},
-		"kill_summary":  {"closed", "dry_run", "duration_ms", "failed", "gone", "interrupted", "selected", "sockets", "stopped"},
-		"sysctl":        {"dead_peer_detect_s", "keepalive_intvl_s", "keepalive_probes", "keepalive_time_s", "retrans_give_up_ms", "tcp_fin_timeout_s", "tcp_orphan_retries", "tcp_retries2"},
-		"finding":       {"code", "message", "remedy", "severity"},
-		"action":        {"reason", "result", "socket"},
-		"socket":        {"cookie", "family", "inode", "local", "recv_q", "remote", "send_q", "state", "timer", "timer_expires_ms", "timer_retrans", "uid"},
-		"version":       {"commit", "go", "version"},
-		"sysctl_set":    {"dry_run", "new", "old"},
-		"sysctl_recommend": {"applied", "dead_peer_detect_s", "keepalive_intvl_s", "keepalive_probes", "keepalive_time_s",
-			"path", "path_default", "path_idle_timeout_s", "reason", "user_timeout_ms"},
-	} {
+	for typ, want := range wantKeys {
 		if got := byType[typ]; !slices.Equal(got, want) {
 			t.Errorf("%s keys %v, want %v", typ, got, want)
 		}
@@ -211,8 +231,8 @@ func TestOneTypeOneKeySet(t *testing.T) {
 	if drops == 0 {
 		t.Error("no finding predicted a drop: the half-open socket's should")
 	}
-	if len(sockets) != 5 {
-		t.Errorf("saw %d distinct sockets, want the 5", len(sockets))
+	if len(sockets) != 9 {
+		t.Errorf("saw %d distinct sockets, want the 5 and arm's 4 (it leaves the listener alone)", len(sockets))
 	}
 }
 
@@ -222,6 +242,7 @@ func TestOneTypeOneKeySet(t *testing.T) {
 func TestInterruptedRunsAreWhole(t *testing.T) {
 	for _, args := range [][]string{
 		{"conns"}, {"audit", "--idle-limit", "1m"}, {"kill", "--dport", "443"}, {"kill", "--dry-run", "--dport", "443"},
+		{"arm", "--dport", "443", "--behind", "aws-nlb"},
 	} {
 		for _, o := range []string{"table", "json", "ndjson", "prom"} {
 			if o == "prom" && args[0] != "audit" {
@@ -229,7 +250,13 @@ func TestInterruptedRunsAreWhole(t *testing.T) {
 			}
 			for _, after := range []int{0, 1, 700} {
 				where := fmt.Sprintf("%s -o %s, interrupted after %d sockets", strings.Join(args, " "), o, after)
-				k := fakeNS(t, mixed(1500)...)
+				socks := mixed(1500)
+				for i := range socks {
+					if args[0] == "arm" {
+						socks[i].Inode = 0 // owned by no process on this host (see TestOneTypeOneKeySet)
+					}
+				}
+				k := fakeNS(t, socks...)
 				ctx, cancel := context.WithCancel(context.Background())
 				k.Pace = func(n int) {
 					if n == after {
@@ -373,6 +400,12 @@ func TestKillClosesWhatItSelects(t *testing.T) {
 	r = runCLI(t, withKernel(k), "kill", "--dport", "443")
 	if r.code != exitError || !strings.Contains(r.stderr, "nothing else was tried") || !strings.Contains(r.stderr, "CAP_NET_ADMIN") {
 		t.Errorf("a refused destroy: exit %d, %q", r.code, r.stderr)
+	}
+	k = fakeNS(t, mixed(3)...)
+	k.DestroyErr = fmt.Errorf("destroy: %w", diag.ErrDestroyUnsupported)
+	r = runCLI(t, withKernel(k), "kill", "--dport", "443")
+	if r.code != exitError || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "CONFIG_INET_DIAG_DESTROY") || !strings.Contains(r.stderr, "kill --via-owner") {
+		t.Errorf("a kernel that cannot destroy: exit %d, %q; want one line suggesting --via-owner", r.code, r.stderr)
 	}
 }
 

@@ -141,11 +141,11 @@ func runSysctlRecommend(e *env, args []string) error {
 	fs := newFlags(e, "sysctl recommend", helpText("sysctl-recommend", "middleboxes", sysctl.MiddleboxNames()))
 	var path, detect, heartbeat time.Duration
 	var persist string
-	durationVar(fs, &path, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
+	atLeastVar(fs, &path, time.Second, "path-idle-timeout", "how long the path (NAT, firewall, load balancer) keeps an idle flow")
 	behind := fs.String("behind", "", "a middlebox whose idle timeout is known: "+sysctl.MiddleboxNames()+"; `NAME`")
 	boxes := fs.String("middleboxes", "", "a `FILE` of your own middleboxes for --behind, one 'name seconds source' a line")
-	durationVar(fs, &detect, "detect-within", "declare a dead idle peer within this long")
-	durationVar(fs, &heartbeat, "heartbeat", "the period of the application's own heartbeat: keepalive stays out of its way")
+	atLeastVar(fs, &detect, 1, "detect-within", "declare a dead idle peer within this long")
+	atLeastVar(fs, &heartbeat, 1, "heartbeat", "the period of the application's own heartbeat: keepalive stays out of its way")
 	apply := fs.Bool("apply", false, "write the recommended values, as sysctl set does")
 	persistFlag(fs, &persist)
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
@@ -154,12 +154,6 @@ func runSysctlRecommend(e *env, args []string) error {
 	switch {
 	case fs.Changed("path-idle-timeout") && *behind != "":
 		return usagef("sysctl recommend: give --path-idle-timeout or --behind, not both")
-	case fs.Changed("path-idle-timeout") && path < time.Second:
-		return usagef("--path-idle-timeout %s: want at least 1s", report.Duration(path))
-	case fs.Changed("detect-within") && detect <= 0:
-		return usagef("--detect-within %s: want a positive duration", report.Duration(detect))
-	case fs.Changed("heartbeat") && heartbeat <= 0:
-		return usagef("--heartbeat %s: want a positive duration", report.Duration(heartbeat))
 	case persist != "" && !*apply:
 		return usagef("--persist goes with --apply: recommend changes nothing without it")
 	}

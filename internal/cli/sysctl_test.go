@@ -236,7 +236,7 @@ func TestSysctlRecommendRefusesWhatCannotWork(t *testing.T) {
 		{[]string{"--behind", "nope"}, "aws-nlb"},
 		{[]string{"--behind", "aws-nlb", "--path-idle-timeout", "10m"}, "not both"},
 		{[]string{"--persist"}, "goes with --apply"},
-		{[]string{"--detect-within", "0"}, "positive"},
+		{[]string{"--detect-within", "0"}, "want at least 1ms"},
 	} {
 		r := runCLI(t, withKernel(fakeNS(t)), append([]string{"sysctl", "recommend"}, tc.args...)...)
 		if r.code != exitUsage {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/flagval"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 	"github.com/tcpkeep/tcpkeep/internal/watch"
 )
@@ -16,20 +17,18 @@ func runWatch(e *env, args []string) error {
 	}
 	fs := newFlags(e, "watch", helpText("watch"))
 	interval := 30 * time.Second
-	durationVar(fs, &interval, "interval", "time from the start of one audit to the next")
+	atLeastVar(fs, &interval, 100*time.Millisecond, "interval", "time from the start of one audit to the next")
 	listen := fs.String("listen", "127.0.0.1:9977", "serve /metrics and /healthz on `ADDR`, host:port (\"\": serve nothing)")
 	var af auditFlags
 	addAuditFlags(fs, &af, " after every round")
 	var codes []audit.Code
-	findingsVar(fs, &codes, "kill", "close sockets flagged with these finding codes, comma-separated (default: none)")
+	parse := func(v string) ([]audit.Code, error) { return parseFindings(codes, v, "close") }
+	fs.Var(&flagval.Value[[]audit.Code]{V: &codes, Arg: "CODES", Parse: parse}, "kill", "close sockets flagged with these finding codes, comma-separated (default: none)")
 	killMax := 10
 	countVar(fs, &killMax, 1, 1<<20, "kill-max", "with --kill, close at most N sockets per interval")
 	dryRun := fs.Bool("dry-run", false, "with --kill, report what would be closed (once per socket) and close nothing")
 	if err := parseCommand(e, fs, args, "ndjson"); err != nil {
 		return err
-	}
-	if interval < 100*time.Millisecond {
-		return usagef("--interval %s: want at least 100ms, as 30s", report.Duration(interval))
 	}
 	cfg, err := af.config(codes)
 	if err != nil {

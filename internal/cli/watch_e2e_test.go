@@ -316,7 +316,7 @@ func TestWatchUsage(t *testing.T) {
 		code int
 		says string
 	}{
-		{[]string{"watch", "--interval", "10ms"}, 2, "--interval 10ms: want at least 100ms"},
+		{[]string{"watch", "--interval", "10ms"}, 2, `"10ms": want at least 100ms`},
 		{[]string{"watch", "--kill", "sysctl_keepalive_default"}, 2, "nothing to close"},
 		{[]string{"watch", "--kill", "idle_overlong"}, 2, "--kill idle_overlong needs --idle-limit"},
 		{[]string{"watch", "--kill", "half_open"}, 2, `unknown finding code "half_open"`},

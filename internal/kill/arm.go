@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
+	"github.com/tcpkeep/tcpkeep/sysctl"
 )
 
 // Results of arming, beside Gone, Denied, Unsupported and Error, which mean
@@ -33,13 +36,21 @@ type ArmConfig struct {
 	// Findings selects sockets that audit rules with these codes flag (tunable
 	// codes and peer_limit_exceeded select nothing).
 	Findings []audit.Code
-	// Audit holds the rules' thresholds and the namespace's tunables.
+	// Audit holds the rules' thresholds; Arm reads the namespace's tunables
+	// into it when Findings is not empty.
 	Audit audit.Config
 	// Listeners lets LISTEN sockets be selected: the connections they accept
 	// afterwards inherit the values. Without it they never are.
 	Listeners bool
-	// Keepalive is what to set.
+	// Keepalive is what to set; with Model, its three values are chosen in
+	// the namespace and only its user timeout is taken from here.
 	Keepalive proc.Keepalive
+	// Model, when not nil, has Arm choose the three values for the
+	// namespace as sysctl recommend does, before the dump: what
+	// sysctl.Recommend gives for the path sysctl.ChoosePath picks, with the
+	// namespace's own nf_conntrack timeout (so that "conntrack" means each
+	// namespace's own). ArmSummary.Values says what they were.
+	Model *ArmModel
 	// DryRun takes each selected socket from its owner and reads its options,
 	// and sets nothing.
 	DryRun bool
@@ -50,6 +61,29 @@ type ArmConfig struct {
 	// PID, when not 0, selects only sockets this process holds. With Owners
 	// set, Owners must be restricted to the same process.
 	PID int
+}
+
+// Armable are the states of the connections Arm acts on: those a program
+// holds and tcp_keepalive_timer probes. Sockets closing are mostly orphans,
+// and TIME_WAIT and request sockets are no one's: there is no descriptor to
+// go through, and Arm leaves them out whatever the filter says. LISTEN comes
+// with ArmConfig.Listeners.
+const Armable = diag.StateSet(1<<diag.StateEstablished | 1<<diag.StateCloseWait)
+
+// ErrValues marks the error Arm returns, before the dump, when the model
+// cannot choose values in the namespace; the sysctl error it wraps says why
+// (sysctl.ErrImpossible, sysctl.ErrNoConntrack, sysctl.ErrUnknownMiddlebox,
+// sysctl.ErrPathConflict).
+var ErrValues = errors.New("no keepalive values")
+
+// ArmModel is what the values are chosen from when the model chooses them.
+type ArmModel struct {
+	// Path names the path: a timeout, a middlebox, or nothing; Arm fills in
+	// Conntrack from the namespace.
+	Path sysctl.PathChoice
+	// DetectWithin is the longest a dead idle peer may go unnoticed; 0: no
+	// target.
+	DetectWithin time.Duration
 }
 
 // ArmAction is one selected socket and what arming did to it.
@@ -88,8 +122,15 @@ type ArmSummary struct {
 	Armed, Unchanged, WouldArm, Gone, Failed int
 	// DryRun is the config's.
 	DryRun bool
+	// Values are what was set (or, in a dry run, would be): the config's,
+	// or the model's choice.
+	Values proc.Keepalive
 	// Stopped: a refusal that holds for every socket ended the run early.
 	Stopped bool
+	// Interrupted says the run's context ended first.
+	Interrupted bool
+	// Duration is how long Arm took.
+	Duration time.Duration
 }
 
 // ArmResult maps what taking or arming a socket returned to a Result: the
@@ -134,23 +175,58 @@ type armRun struct {
 	stop error
 }
 
-// Arm selects sockets from one dump, as Run does, and sets cfg.Keepalive on
-// each through a duplicate of its owner's descriptor (proc.Finder.Take: the
-// duplicate is checked to be the very socket the dump reported, inode and
-// cookie), reading the options before and after. Every selected socket's
-// ArmAction goes to emit, in dump order.
+// Arm selects sockets from one dump of ns, as Run does, and sets
+// cfg.Keepalive on each through a duplicate of its owner's descriptor
+// (proc.Finder.Take: the duplicate is checked to be the very socket the dump
+// reported, inode and cookie), reading the options before and after. Every
+// selected socket's ArmAction goes to emit, in dump order. Like Run, it needs
+// no command line: a namespace, a configuration and a sink.
 //
 // A socket is handled once however many processes hold it: the dump lists it
 // once, and the first owner found (the lowest PID) is the one it is taken
 // from. A socket the dump did not select is never touched: only the selected
 // socket's own descriptor is duplicated.
 //
-// Arm returns the summary and the error that ended it early: a failed dump,
-// a failed scan of /proc, or a refusal that holds for every socket (a kernel
-// without pidfd_getfd, or no ptrace rights), wrapped with ErrStopped.
-func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction)) (ArmSummary, error) {
-	a := &armRun{cfg: cfg, emit: emit}
+// Arm returns the summary and the error that ended it early: the model's
+// before the dump (ErrValues), a failed dump, ctx's end (the summary says Interrupted), a failed scan of
+// /proc, or a refusal that holds for every socket (a kernel without
+// pidfd_getfd, or no ptrace rights), wrapped with ErrStopped (the summary
+// says Stopped).
+func Arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)) (ArmSummary, error) {
+	start := time.Now()
+	sum, err := arm(ctx, ns, cfg, emit)
+	sum.Duration = time.Since(start)
+	sum.Interrupted = err != nil && ctx.Err() != nil
+	return sum, err
+}
+
+func arm(ctx context.Context, ns kernel.NS, cfg ArmConfig, emit func(*ArmAction)) (ArmSummary, error) {
+	a := &armRun{emit: emit}
 	a.sum.DryRun = cfg.DryRun
+	if len(cfg.Findings) > 0 || cfg.Model != nil {
+		t, err := ns.Tunables()
+		if err != nil {
+			return a.sum, err
+		}
+		cfg.Audit.Tunables = t
+	}
+	if m := cfg.Model; m != nil {
+		choice := m.Path
+		choice.Conntrack = cfg.Audit.Tunables.ConntrackEstablished
+		p, err := sysctl.ChoosePath(choice)
+		if err != nil {
+			return a.sum, fmt.Errorf("%w: %w", ErrValues, err)
+		}
+		rec, err := sysctl.Recommend(sysctl.Request{Path: p, DetectWithin: m.DetectWithin})
+		if err != nil {
+			return a.sum, fmt.Errorf("%w: %w", ErrValues, err)
+		}
+		cfg.Keepalive.Keepalive = rec.Keepalive
+		if p.Kind == sysctl.PathMiddlebox && cfg.Audit.PathIdleTimeout == 0 {
+			cfg.Audit.PathIdleTimeout = p.IdleTimeout // the path keepalive_after_path_timeout judges by, too
+		}
+	}
+	a.cfg, a.sum.Values = cfg, cfg.Keepalive
 	if err := cfg.Keepalive.Check(); err != nil {
 		return a.sum, err
 	}
@@ -168,23 +244,26 @@ func Arm(ctx context.Context, cfg ArmConfig, dump Dumper, emit func(*ArmAction))
 			return a.sum, err
 		}
 	}
+	dump, err := ns.Dial()
+	if err != nil {
+		return a.sum, err
+	}
+	defer dump.Close()
 	for s, err := range dump.Sockets(ctx, cfg.Filter) {
 		if err != nil {
 			return a.sum, err
 		}
 		a.sum.Sockets++
-		if !a.sel.candidate(s) {
+		if !a.sel.candidate(s) || s.State != diag.StateListen && Armable&diag.Of(s.State) == 0 {
 			continue
 		}
 		reason, f, ok := a.sel.selected(s)
 		if !ok {
 			continue
 		}
-		var o proc.Owner
 		if cfg.PID != 0 {
 			// Only the process's own sockets are selected at all.
-			var err error
-			if o, err = a.f.Find(s.Inode); err != nil || o.PID != cfg.PID {
+			if o, err := a.f.Find(s.Inode); err != nil || o.PID != cfg.PID {
 				continue
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tcpkeep/tcpkeep/diag"
+	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
@@ -19,7 +20,7 @@ import (
 func BenchmarkArm(b *testing.B) {
 	ns := testnet.NewNS(b)
 	n := testnet.Many(b, ns, 4000)
-	dump := dialNS(b, ns)
+	k := kernel.Live(ns.NetNS())
 	f := proc.NewFinder("/proc", 0)
 	defer f.Close()
 	cfg := kill.ArmConfig{Filter: &diag.Filter{States: diag.Of(diag.StateEstablished)}, All: true, Owners: f}
@@ -27,7 +28,7 @@ func BenchmarkArm(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cfg.Keepalive = values(time.Duration(60+i%2)*time.Second, 10*time.Second, 5)
-		sum, err := kill.Arm(context.Background(), cfg, dump, func(*kill.ArmAction) {})
+		sum, err := kill.Arm(context.Background(), k, cfg, func(*kill.ArmAction) {})
 		if err != nil || sum.Armed != n {
 			b.Fatalf("summary %+v %v, want %d armed", sum, err, n)
 		}

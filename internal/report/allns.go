@@ -215,7 +215,7 @@ type Total struct {
 	// Interrupted says a signal ended the run: namespaces after it were not
 	// visited.
 	Interrupted bool
-	// DryRun is kill's --dry-run.
+	// DryRun is kill's or arm's --dry-run.
 	DryRun bool
 
 	mu       sync.Mutex
@@ -224,6 +224,7 @@ type Total struct {
 	bySev    [audit.Critical + 1]int
 	worst    audit.Severity
 	kill     kill.Summary
+	arm      kill.ArmSummary
 }
 
 // AddConns adds one namespace's listing.
@@ -263,6 +264,21 @@ func (t *Total) AddKill(s *kill.Summary) {
 	k.Stopped = k.Stopped || s.Stopped
 }
 
+// AddArm adds one namespace's arm run.
+func (t *Total) AddArm(s *kill.ArmSummary) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := &t.arm
+	a.Sockets += s.Sockets
+	a.Selected += s.Selected
+	a.Armed += s.Armed
+	a.Unchanged += s.Unchanged
+	a.WouldArm += s.WouldArm
+	a.Gone += s.Gone
+	a.Failed += s.Failed
+	a.Stopped = a.Stopped || s.Stopped
+}
+
 func (t *Total) addCounts(c *diag.Counts) {
 	t.counts.Sockets += c.Sockets
 	for i, n := range c.ByState {
@@ -277,11 +293,12 @@ func (t *Total) Worst() audit.Severity {
 	return t.worst
 }
 
-// KillFailed is how many selected sockets kill could not close, in all.
+// KillFailed is how many selected sockets kill (or arm) could not close (or
+// arm), in all.
 func (t *Total) KillFailed() (failed, selected int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.kill.Failed, t.kill.Selected
+	return t.kill.Failed + t.arm.Failed, t.kill.Selected + t.arm.Selected
 }
 
 // Close writes the total (and ends the json document).
@@ -331,6 +348,17 @@ func (fr *Frame) appendTotal(b []byte, t *Total, took time.Duration, first bool)
 		b = appendInt(b, "failed", int64(k.Failed))
 		b = appendBool(b, "dry_run", t.DryRun)
 		b = appendBool(b, "stopped", k.Stopped)
+	case "arm":
+		a := &t.arm
+		b = appendInt(b, "sockets", int64(a.Sockets))
+		b = appendInt(b, "selected", int64(a.Selected))
+		b = appendInt(b, "armed", int64(a.Armed))
+		b = appendInt(b, "unchanged", int64(a.Unchanged))
+		b = appendInt(b, "would_arm", int64(a.WouldArm))
+		b = appendInt(b, "gone", int64(a.Gone))
+		b = appendInt(b, "failed", int64(a.Failed))
+		b = appendBool(b, "dry_run", t.DryRun)
+		b = appendBool(b, "stopped", a.Stopped)
 	}
 	if t.Command == "audit" {
 		b = append(appendKey(b, "findings", false), '{')
@@ -371,6 +399,10 @@ func (fr *Frame) totalLine(t *Total, took time.Duration) []byte {
 		} else {
 			b = fmt.Appendf(b, ": %d of %s selected, %d closed, %d gone, %d failed", k.Selected, Count(k.Sockets, "socket"), k.Closed, k.Gone, k.Failed)
 		}
+	case "arm":
+		a := &t.arm
+		b = fmt.Appendf(b, ": %d of %s selected, %d armed, %d would be, %d already were, %d gone, %d failed",
+			a.Selected, Count(a.Sockets, "socket"), a.Armed, a.WouldArm, a.Unchanged, a.Gone, a.Failed)
 	}
 	if t.Command == "audit" {
 		var sev []string

@@ -75,9 +75,12 @@ func (kw *KillWriter) Action(a *kill.Action) error {
 	return st.end()
 }
 
-// appendActionFields appends socket, reason, message, result and error.
+// appendActionFields appends a kill's action: action (kill), socket, reason,
+// message, result and error.
 func appendActionFields(dst []byte, a *kill.Action, msg string, first bool) []byte {
-	dst = appendSocket(appendKey(dst, "socket", first), a.Socket, a.Owner, nil)
+	dst = appendKey(dst, "action", first)
+	dst = appendString(dst, "kill")
+	dst = appendSocket(appendKey(dst, "socket", false), a.Socket, a.Owner, nil)
 	dst = appendStr(dst, "reason", a.Reason)
 	if msg != "" {
 		dst = appendStr(dst, "message", msg)

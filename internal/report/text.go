@@ -96,25 +96,25 @@ func appendCount(dst []byte, n int, what string) []byte {
 	return dst
 }
 
-// Closest is the name among names that name most likely misspells, for a "did
-// you mean": within two edits (insertions, deletions, substitutions, swaps of
-// neighbours), or one it abbreviates (two letters at least).
-func Closest(name string, names []string) (string, bool) {
+// Nearest is the name among names that s most likely misspells or
+// abbreviates, for "did you mean": a name s starts (two letters or more),
+// else the one fewest edits away (insertions, deletions, substitutions, swaps
+// of neighbours), if at most two; "" when none is that close.
+func Nearest(s string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
-		d := distance(name, n)
-		if len(name) >= 2 && strings.HasPrefix(n, name) {
+		d := distance(s, n)
+		if len(s) >= 2 && strings.HasPrefix(n, s) {
 			d = 1
 		}
 		if d < bestD {
 			best, bestD = n, d
 		}
 	}
-	return best, best != ""
+	return best
 }
 
-// distance is the edit distance between a and b: insertions, deletions,
-// substitutions and swaps of neighbours.
+// distance is the edit distance between a and b (optimal string alignment).
 func distance(a, b string) int {
 	d := make([][]int, len(a)+1)
 	for i := range d {

@@ -147,11 +147,11 @@ func (w Words) remedy(f *audit.Finding) string {
 		}
 		return fmt.Sprintf("%s tcpkeep%s kill --finding %s%s", what, ns, f.Code, extra)
 	case audit.RemedyUserTimeout:
-		return "set TCP_USER_TIMEOUT in the application to give up sooner"
+		return "set TCP_USER_TIMEOUT in the application to give up sooner" + w.arm(f, ns, "; bound this connection now with ", true)
 	case audit.RemedyFixReader:
-		return fmt.Sprintf("fix the reader at %s or bound the wait with TCP_USER_TIMEOUT", s.Remote)
+		return fmt.Sprintf("fix the reader at %s or bound the wait with TCP_USER_TIMEOUT", s.Remote) + w.arm(f, ns, " (now: ", true)
 	case audit.RemedyKeepalive:
-		return "set SO_KEEPALIVE in the application (with TCP_KEEPIDLE below the path's idle timeout)"
+		return "set SO_KEEPALIVE in the application (with TCP_KEEPIDLE below the path's idle timeout)" + w.arm(f, ns, "; until then, arm this connection now: ", false)
 	case audit.RemedySocketKeepidle:
 		limit := sysctl.CadenceLimit(f.Threshold)
 		if limit < time.Second {
@@ -190,6 +190,27 @@ func (w Words) remedy(f *audit.Finding) string {
 			ns, p.Remote, p.Port, ns, f.Limit, p.Port)
 	}
 	return ""
+}
+
+// arm is the arm command line that fixes f's connection now, after lead:
+// the connection's own addresses and ports, and the values audit recommends
+// for the path (audit.Finding.Arm), with TCP_USER_TIMEOUT when uto. Nothing
+// where arm cannot act on it: no values, or a socket no program holds, or a
+// state arm leaves alone. A lead that opens a parenthesis gets it closed.
+func (w Words) arm(f *audit.Finding, ns, lead string, uto bool) string {
+	s, k := f.Socket, f.Arm
+	if k.Probes == 0 || s.Inode == 0 || (s.State != diag.StateEstablished && s.State != diag.StateCloseWait) {
+		return ""
+	}
+	b := fmt.Appendf(nil, "%stcpkeep%s arm --sport %d --dst %s --dport %d --time %s --intvl %s --probes %d",
+		lead, ns, s.Local.Port(), s.Remote.Addr().WithZone(""), s.Remote.Port(), Duration(k.Time), Duration(k.Intvl), k.Probes)
+	if uto {
+		b = fmt.Appendf(b, " --user-timeout %s", Duration(k.UserTimeout))
+	}
+	if strings.HasSuffix(lead, "(now: ") {
+		b = append(b, ')')
+	}
+	return string(b)
 }
 
 // podSysctls is the remedy of a tunables finding in a pod's namespace: the

@@ -192,6 +192,9 @@ type Kill struct {
 	Config kill.Config
 	// Procs puts a PROCESS column in the table.
 	Procs bool
+	// ViaOwner closes every socket through its owner (kill.OwnerCloser,
+	// forced), with a closer of its own in each namespace.
+	ViaOwner bool
 	// Total adds up the namespaces' runs.
 	Total *report.Total
 }
@@ -200,8 +203,13 @@ type Kill struct {
 // failure of the job: its records say so, and the total counts them.
 func (x *Kill) Run(ctx context.Context, t *Target) error {
 	w := report.NewKillWriter(t.Out, x.Format, t.Meta, report.Words{NetNS: t.Arg}, x.Config.DryRun, x.Procs)
+	cfg := x.Config
+	if x.ViaOwner {
+		cfg.ViaOwner = &kill.OwnerCloser{Force: true}
+		defer cfg.ViaOwner.Close()
+	}
 	var werr error
-	sum, runErr := kill.Run(ctx, t.K, x.Config, func(a *kill.Action) {
+	sum, runErr := kill.Run(ctx, t.K, cfg, func(a *kill.Action) {
 		if werr == nil {
 			werr = w.Action(a)
 		}
@@ -215,6 +223,48 @@ func (x *Kill) Run(ctx context.Context, t *Target) error {
 		return ErrInterrupted
 	case sum.Stopped:
 		return fmt.Errorf("kill: %w; nothing else was tried", runErr)
+	case runErr != nil:
+		return runErr
+	}
+	return werr
+}
+
+// Arm arms a namespace's sockets through their owners: arm's job.
+type Arm struct {
+	Format report.Format
+	// Config says what is selected and set. Its Owners must be nil: each
+	// namespace's run scans /proc with a Finder of its own, since runs in
+	// several namespaces go at once and a Finder is for one at a time.
+	Config kill.ArmConfig
+	// Procs puts a PROCESS column in the table.
+	Procs bool
+	// Total adds up the namespaces' runs.
+	Total *report.Total
+}
+
+// Run is the Job. A namespace where some sockets could not be armed is not a
+// failure of the job: its records say so, and the total counts them. When
+// the model cannot choose values there (kill.ErrValues), nothing is written.
+func (x *Arm) Run(ctx context.Context, t *Target) error {
+	w := report.NewArmWriter(t.Out, x.Format, t.Meta, report.Words{NetNS: t.Arg}, x.Config.DryRun, x.Procs)
+	var werr error
+	sum, runErr := kill.Arm(ctx, t.K, x.Config, func(a *kill.ArmAction) {
+		if werr == nil {
+			werr = w.Action(a)
+		}
+	})
+	if errors.Is(runErr, kill.ErrValues) {
+		return runErr
+	}
+	if err := w.Finish(&sum); werr == nil {
+		werr = err
+	}
+	x.Total.AddArm(&sum)
+	switch {
+	case sum.Interrupted:
+		return ErrInterrupted
+	case sum.Stopped:
+		return fmt.Errorf("arm: %w; nothing else was tried", runErr)
 	case runErr != nil:
 		return runErr
 	}

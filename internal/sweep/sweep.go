@@ -21,6 +21,7 @@ import (
 	"github.com/tcpkeep/tcpkeep/internal/kernel"
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
+	"github.com/tcpkeep/tcpkeep/internal/proc"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 )
 
@@ -247,11 +248,20 @@ func skipName(s netns.Skip) string {
 }
 
 // Missing is the capability whose absence err reports: CAP_SYS_ADMIN to enter
-// a namespace, CAP_SYS_PTRACE to open another user's process's, CAP_NET_ADMIN
-// to destroy sockets; "" when none explains it.
+// a namespace, CAP_SYS_PTRACE to open another user's process's or to take its
+// sockets (arm, kill --via-owner), CAP_NET_ADMIN to destroy sockets; "" when
+// none explains it.
 func Missing(err error) netns.Capability {
 	if c, ok := netns.MissingCapability(err); ok {
 		return c
+	}
+	// Taking owners' descriptors (arm, kill --via-owner): the refusal says
+	// what was missing.
+	if pe := (*proc.PermissionError)(nil); errors.As(err, &pe) {
+		if pe.Cause == proc.PermNoCapSysPtrace {
+			return netns.CapSysPtrace
+		}
+		return ""
 	}
 	if errors.Is(err, kill.ErrStopped) && errors.Is(err, os.ErrPermission) && !netns.HasCapability(netns.CapNetAdmin) {
 		return netns.CapNetAdmin
