@@ -55,7 +55,9 @@ test: test-deps lint
 # Benchmarks: Go benchmarks with allocation counts, and tcpkeep against ss on the
 # same namespace (see docs/performance.md).
 # BENCH_SOCKETS sets the sizes of the namespaces tcpkeep and ss are compared on:
-# The targets (docs/performance.md) are for 200,000 sockets. A whole run takes some minutes.
+# The targets (docs/performance.md) are for 200,000 sockets. A whole run takes some minutes;
+# BenchmarkWatch watches each size for TCPKEEP_BENCH_WATCH_FOR (default 5 x 30 s) and soaks
+# the largest for TCPKEEP_BENCH_SOAK (default 3m; the one-hour soak: TCPKEEP_BENCH_SOAK=1h).
 BENCH_SOCKETS ?= 20000,200000
 bench: test-deps
 	TCPKEEP_REQUIRE_ROOT=1 TCPKEEP_BENCH_SOCKETS=$(BENCH_SOCKETS) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,4 +167,77 @@ func TestAuditUnitCapabilities(t *testing.T) {
 	if code != 2 || strings.Contains(out, me) {
 		t.Errorf("without CAP_SYS_PTRACE: exit %d, want 2 and no owner: %s%s", code, out, errs)
 	}
+}
+
+// TestWatchUnitRuns: tcpkeep watch as the watch unit runs it, an unprivileged
+// user holding exactly its four capabilities, in a namespace it enters: it
+// audits, names the owner of a flagged socket (another user's: this test's,
+// root), subscribes to the destroy broadcasts, closes what --kill says, and
+// exits 0 on SIGTERM. --netns stands in for the unit's --all-netns, which
+// would watch every namespace of the test machine.
+func TestWatchUnitRuns(t *testing.T) {
+	testnet.RequireRoot(t)
+	setpriv := tool(t, "setpriv", "util-linux")
+	caps := unitCaps["systemd/tcpkeep-watch.service"]
+	set := "-all"
+	for _, c := range caps {
+		set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+	}
+	ns := testnet.NewNS(t)
+	l := ns.Listen("127.0.0.1:0")
+	c := ns.Dial(l.Addr().String())
+	l.SetDeadline(time.Now().Add(5 * time.Second))
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	cmd := exec.Command(setpriv, "--inh-caps="+set, "--ambient-caps="+set, "--bounding-set="+set, "--no-new-privs",
+		"--reuid=65534", "--regid=65534", "--clear-groups",
+		bin, "--netns", ns.Name, "watch", "--listen", "127.0.0.1:0", "--interval", "200ms",
+		"--idle-limit", "1ms", "--kill", "idle_overlong", "--kill-max", "1")
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() // by PID: the process this test started
+	me := `"pid":` + strconv.Itoa(os.Getpid())
+	testnet.Wait(t, 15*time.Second, "a socket of this test's closed by watch --kill", func() bool {
+		o := out.String()
+		return strings.Contains(o, `"type":"action"`) && strings.Contains(o, `"result":"closed"`) && strings.Contains(o, `"how":"killed"`)
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("watch after SIGTERM: %v, want exit 0\n%s", err, errb.String())
+	}
+	o, logs := out.String(), errb.String()
+	if !strings.Contains(o, `"event":"opened"`) || !strings.Contains(o, me) {
+		t.Errorf("no opened finding naming this test's process (%s):\n%s", me, o)
+	}
+	if strings.Contains(logs, `"level":"WARN"`) {
+		t.Errorf("watch warned with the unit's capabilities:\n%s", logs)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("the flagged connection is still open")
+	}
+}
+
+// syncBuffer is a bytes.Buffer a process writes and a test reads at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

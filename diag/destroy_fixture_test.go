@@ -47,9 +47,10 @@ func TestCaptureDestroyed(t *testing.T) {
 
 	var out []byte
 	seen := map[uint64]bool{}
-	sub.setDeadline(time.Now().Add(10 * time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for len(seen) < len(want) {
-		b, err := sub.recv.next()
+		b, err := sub.next(ctx)
 		if err != nil {
 			t.Fatalf("%d of %d broadcasts: %v", len(seen), len(want), err)
 		}
@@ -120,17 +121,13 @@ func captureEndings(t *testing.T, p *testnet.Pair) map[uint64]bool {
 // fakeSubscription is a Subscription reading from a socket pair: the test
 // writes datagrams to the returned descriptor.
 func fakeSubscription(t testing.TB) (*Subscription, int) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := os.NewFile(uintptr(fds[0]), "subscription end")
-	t.Cleanup(func() { f.Close(); unix.Close(fds[1]) })
-	rc, err := f.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Subscription{recv: newReceiver(rc, destroyBufSize), setDeadline: f.SetReadDeadline}, fds[1]
+	s := newSubscription(fds[0])
+	t.Cleanup(func() { s.Close(); unix.Close(fds[1]) })
+	return s, fds[1]
 }
 
 // fixtureDatagrams returns the fixture's datagrams (one message each).

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"time"
 )
 
 // ErrOverrun means the kernel dropped destroyed sockets because the
@@ -21,6 +22,12 @@ func SubscribeDestroyed(ns Namespace) (*Subscription, error) { return nil, ErrLi
 
 // SetReadBuffer returns ErrLinuxOnly.
 func (s *Subscription) SetReadBuffer(bytes int) error { return ErrLinuxOnly }
+
+// Lost returns ErrLinuxOnly.
+func (s *Subscription) Lost() (uint64, error) { return 0, ErrLinuxOnly }
+
+// SetBatch does nothing.
+func (s *Subscription) SetBatch(d time.Duration) {}
 
 // Close does nothing.
 func (s *Subscription) Close() error { return nil }

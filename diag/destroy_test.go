@@ -228,10 +228,8 @@ func TestDestroyedOverrun(t *testing.T) {
 	if err := sub.SetReadBuffer(4096); err != nil { // the kernel makes it 8 KiB
 		t.Fatal(err)
 	}
-	rc, _ := sub.nl.SyscallConn()
 	var st unix.Stat_t
-	rc.Control(func(fd uintptr) { err = unix.Fstat(int(fd), &st) })
-	if err != nil {
+	if err := unix.Fstat(sub.fd, &st); err != nil {
 		t.Fatal(err)
 	}
 
@@ -271,6 +269,9 @@ func TestDestroyedOverrun(t *testing.T) {
 		}
 	}
 	drops := netlinkDrops(t, ns, st.Ino)
+	if lost, err := sub.Lost(); err != nil || lost != uint64(drops) {
+		t.Errorf("Lost: %d, %v; want the kernel's count, %d", lost, err, drops)
+	}
 	t.Logf("8 KiB buffer, %d sockets freed: %d delivered, the kernel counted %d drops", 2*n, got-1, drops)
 	if overruns != 1 || got < 2 || got-1+drops < 2*n {
 		t.Errorf("%d overruns, %d delivered, %d dropped: want 1 overrun, and every one of the %d freed delivered or dropped", overruns, got, drops, 2*n)
@@ -343,5 +344,69 @@ func TestDestroyedCancelAndClose(t *testing.T) {
 	}
 	if err := wait(res); err != nil {
 		t.Fatalf("loop ended by Close with %v, want no error", err)
+	}
+}
+
+// TestDestroyedBatch: with SetBatch, a burst of closes comes through whole,
+// each socket once, read in few wakeups: the first broadcast of the burst
+// comes at most the batch wait late.
+func TestDestroyedBatch(t *testing.T) {
+	ns := testnet.NewNS(t)
+	sub, err := SubscribeDestroyed(ns.NetNS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	const wait = 50 * time.Millisecond
+	sub.SetBatch(wait)
+	if err := sub.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	l := ns.Listen("127.0.0.1:0")
+	const n = 300
+	want := map[uint64]bool{}
+	var conns []net.Conn
+	for range n {
+		c := ns.Dial(l.Addr().String())
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[testnet.Cookie(t, c)] = true
+		conns = append(conns, c, s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := map[uint64]int{}
+	start := time.Now()
+	for _, c := range conns {
+		c.Close()
+	}
+	var first time.Duration
+	for s, err := range sub.Sockets(ctx) {
+		if err != nil {
+			t.Fatalf("after %d sockets: %v", len(got), err)
+		}
+		if len(got) == 0 {
+			first = time.Since(start)
+		}
+		got[s.Cookie]++
+		n := 0
+		for c := range want {
+			if got[c] > 0 {
+				n++
+			}
+		}
+		if n == len(want) {
+			break
+		}
+	}
+	for c, k := range got {
+		if want[c] && k != 1 {
+			t.Errorf("cookie %#x broadcast %d times", c, k)
+		}
+	}
+	if first > wait+time.Second {
+		t.Errorf("the first broadcast came %v after the closes, want about the batch wait (%v)", first, wait)
 	}
 }

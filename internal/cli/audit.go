@@ -3,10 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"time"
 
-	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/proc"
@@ -23,72 +21,69 @@ const (
 )
 
 // runAudit runs the audit and maps what happened to the monitoring-plugin exit
-// codes: every error, usage errors included, is 3.
+// codes: every error, usage errors included, is 3; -o nagios says the same in
+// its status line.
 func runAudit(e *env, args []string) error {
-	worst, failOn, err := auditCmd(e, args)
-	var pe *partialError
+	start := time.Now()
+	worst, failOn, total, err := auditCmd(e, args)
+	code := auditUnknown // could not audit
 	switch {
-	case errors.Is(err, errHelp), errors.Is(err, errInterrupted):
+	case errors.Is(err, errHelp):
 		return err
-	case errors.As(err, &pe) && worst == audit.Critical:
-		return &exitCodeError{code: auditCritical, err: err} // what is critical, whatever was not read
-	case err != nil:
-		return &exitCodeError{code: auditUnknown, err: err}
+	case errors.Is(err, errInterrupted):
+		code = exitInterrupted
+	case errors.As(err, new(*partialError)) && worst == audit.Critical:
+		code = auditCritical // what is critical, whatever was not read
+	case err == nil:
+		code = auditCode(worst, failOn)
 	}
-	return auditExit(worst, failOn)
+	if e.output == "nagios" {
+		e.stdout.Write(report.AppendNagios(nil, code, netns.NS{Spec: e.netnsSpec}.String(), e.allNetns, total, time.Since(start), explain(err)))
+	}
+	return &exitCodeError{code: code, err: err}
 }
 
-// auditExit is the exit for the worst severity found.
-func auditExit(worst, failOn audit.Severity) error {
+// auditCode is the exit code for the worst severity found.
+func auditCode(worst, failOn audit.Severity) int {
 	switch {
 	case worst == 0 || worst < failOn:
-		return nil
+		return auditOK
 	case worst == audit.Critical:
-		return &exitCodeError{code: auditCritical}
-	default:
-		return &exitCodeError{code: auditWarning}
+		return auditCritical
 	}
+	return auditWarning
 }
 
-func auditCmd(e *env, args []string) (worst, failOn audit.Severity, err error) {
+func auditCmd(e *env, args []string) (worst, failOn audit.Severity, total *report.Total, err error) {
+	total = &report.Total{Command: "audit"}
 	fs := newFlags(e, "audit", helpText("audit"))
-	var th thresholdFlags
-	addThresholdFlags(fs, &th, true)
-	var filt filterFlags
-	addFilterFlags(fs, &filt, "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)")
+	var af auditFlags
+	addAuditFlags(fs, &af, "")
 	failOnText := fs.String("fail-on", "warning", "lowest `SEVERITY` that makes the exit code non-zero: info, warning or critical")
-	sockopts := fs.Bool("sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
-	promFile := fs.String("prom-file", "", "also write the metrics in node_exporter textfile format to this file, atomically; `PATH`")
-	if err := parseCommand(e, fs, args, "table", "json", "ndjson", "prom"); err != nil {
-		return 0, 0, err
+	if err := parseCommand(e, fs, args, "table", "json", "ndjson", "prom", "nagios"); err != nil {
+		return 0, 0, total, err
 	}
 	if failOn, err = audit.ParseSeverity(*failOnText); err != nil {
-		return 0, 0, usagef("--fail-on %v", err)
+		return 0, 0, total, usagef("--fail-on %v", err)
 	}
-	if dir := filepath.Dir(*promFile); *promFile != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return 0, 0, usagef("--prom-file %s: directory %s does not exist", *promFile, dir)
-		}
+	cfg, err := af.config(nil)
+	if err != nil {
+		return 0, 0, total, err
 	}
-	cfg := th.Config
-	if cfg.Filter, err = filt.filter(diag.StatesAll); err != nil {
-		return 0, 0, err
-	}
-	owners := proc.NewIndex("/proc", *sockopts)
+	owners := proc.NewIndex("/proc", *af.sockopts)
 	defer owners.Close()
 	cfg.Owners = owners
-	total := &report.Total{Command: "audit"}
 	job := &sweep.Audit{Format: e.format(), Config: cfg, Words: report.Words{Sockopts: true, Remedy: true}, Total: total}
-	proms := &sweep.Proms{Failed: report.PromAudit{NetNS: netns.NS{Spec: e.netnsSpec}.String(), Start: e.meta("").TS}}
-	if e.output == "prom" || *promFile != "" {
+	proms := &sweep.Proms{Build: build(), Failed: report.PromAudit{NetNS: netns.NS{Spec: e.netnsSpec}.String(), Start: e.meta("").TS}}
+	if e.output == "prom" || *af.promFile != "" {
 		job.Prom = proms.Add
 	}
 	err = e.each(total, job.Run)
 	if job.Prom != nil {
-		err = errors.Join(err, proms.Write(e.stdout, e.output == "prom", *promFile))
+		err = errors.Join(err, proms.Write(e.stdout, e.output == "prom", *af.promFile))
 	}
 	if oerr := owners.Err(); oerr != nil {
 		fmt.Fprintf(e.stderr, "tcpkeep: warning: %s; options are inferred instead\n", explain(oerr))
 	}
-	return total.Worst(), failOn, err
+	return total.Worst(), failOn, total, err
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/tcpkeep/tcpkeep/internal/testnet"
 )
@@ -27,6 +31,38 @@ func promtool(t *testing.T, metrics []byte) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s\n--- metrics:\n%s", err, out, metrics)
 	}
+}
+
+// promValue finds the sample of metric name with these label pairs (and
+// maybe others) in text-format metrics.
+func promValue(t *testing.T, metrics []byte, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(metrics))
+	if err != nil {
+		t.Fatalf("parse metrics: %v\n%s", err, metrics)
+	}
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		if g := m.GetGauge(); g != nil {
+			return g.GetValue(), true
+		}
+		return m.GetCounter().GetValue(), true
+	}
+	return 0, false
 }
 
 func TestAuditEndToEnd(t *testing.T) {
@@ -173,18 +209,38 @@ func TestAuditEndToEnd(t *testing.T) {
 		t.Errorf("-o prom: exit %d, want 2", code)
 	}
 	promtool(t, []byte(out))
-	for _, want := range []string{
-		"# TYPE tcpkeep_sockets gauge",
-		`tcpkeep_sockets{netns="` + ns.Name + `",state="LISTEN"} 2`,
-		`tcpkeep_findings{netns="` + ns.Name + `",code="listen_queue_full",severity="critical"} 1`,
-		`tcpkeep_findings{netns="` + ns.Name + `",code="half_open_keepalive",severity="critical"} 0`,
-		`tcpkeep_keepalive_time_seconds{netns="` + ns.Name + `"} 120`,
-		`tcpkeep_audit_success{netns="` + ns.Name + `"} 1`,
-		"tcpkeep_audit_duration_seconds{",
+	for _, want := range []struct {
+		name   string
+		labels []string
+		v      float64
+	}{
+		{"tcpkeep_sockets", []string{"state", "LISTEN"}, 2},
+		{"tcpkeep_findings", []string{"code", "listen_queue_full", "severity", "critical"}, 1},
+		{"tcpkeep_findings", []string{"code", "half_open_keepalive", "severity", "critical"}, 0},
+		{"tcpkeep_keepalive_time_seconds", nil, 120},
+		{"tcpkeep_audit_success", nil, 1},
+		{"tcpkeep_worst_severity", nil, 3},
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("prom output lacks %q:\n%s", want, out)
+		if v, ok := promValue(t, []byte(out), want.name, append([]string{"netns", ns.Name}, want.labels...)...); !ok || v != want.v {
+			t.Errorf("prom output: %s%v = %v (found %v), want %v:\n%s", want.name, want.labels, v, ok, want.v, out)
 		}
+	}
+	if !strings.Contains(out, "# TYPE tcpkeep_sockets gauge\n") || !strings.Contains(out, "tcpkeep_audit_duration_seconds{") || !strings.Contains(out, "tcpkeep_build_info{") {
+		t.Errorf("prom output lacks a TYPE line, the duration or the build info:\n%s", out)
+	}
+
+	// 6. nagios: the plugin's status line, with audit's exit code.
+	out, _, code = audit("-o", "nagios")
+	if code != 2 || !strings.HasPrefix(out, "TCPKEEP CRITICAL - netns "+ns.Name+": ") || strings.Count(out, "\n") != 1 ||
+		!strings.Contains(out, "listen_queue_full 1") || !strings.Contains(out, " | 'findings_critical'=1;;;0 ") ||
+		!strings.Contains(out, " 'half_open_keepalive'=0;;;0 ") || !strings.Contains(out, " 'sockets_listen'=2;;;0 ") {
+		t.Errorf("-o nagios: exit %d, want 2 and one CRITICAL line with performance data: %q", code, out)
+	}
+	if out, _, code = audit("-o", "nagios", "--state", "established", "--fail-on", "critical"); code != 0 || !strings.HasPrefix(out, "TCPKEEP OK - ") {
+		t.Errorf("-o nagios below --fail-on: exit %d, want 0 and OK: %q", code, out)
+	}
+	if r := runBin(t, "--netns", "tk-does-not-exist", "audit", "-o", "nagios"); r.code != 3 || !strings.HasPrefix(r.stdout, "TCPKEEP UNKNOWN - netns tk-does-not-exist: no such network namespace") {
+		t.Errorf("-o nagios, no namespace: exit %d, want 3 and UNKNOWN on stdout: %q", r.code, r.stdout)
 	}
 	dir := t.TempDir()
 	pf := filepath.Join(dir, "tcpkeep.prom")
@@ -216,7 +272,7 @@ func TestAuditCannotAuditExits3(t *testing.T) {
 		{"zero max-idle", []string{"audit", "--max-idle", "0"}, `"--max-idle" flag: "0": want at least 1ms`},
 		{"bad fail-on", []string{"audit", "--fail-on", "error"}, "--fail-on \"error\": want info, warning or critical"},
 		{"bad retrans threshold", []string{"audit", "--retrans-threshold", "0"}, "--retrans-threshold"},
-		{"bad output", []string{"-o", "yaml", "audit"}, `-o "yaml": this command writes table, json, ndjson or prom`},
+		{"bad output", []string{"-o", "yaml", "audit"}, `-o "yaml": this command writes table, json, ndjson, prom or nagios`},
 		{"bad state", []string{"audit", "--state", "establish"}, "--state"},
 		{"stray argument", []string{"audit", "now"}, `unexpected argument "now"`},
 		{"no such namespace", []string{"--netns", "tk-does-not-exist", "audit"}, "no such network namespace"},
@@ -239,7 +295,7 @@ func TestAuditCannotAuditExits3(t *testing.T) {
 		t.Fatalf("failed audit with --prom-file: exit %d, want 3", r.code)
 	}
 	b, err := os.ReadFile(pf)
-	if err != nil || !strings.Contains(string(b), `tcpkeep_audit_success{netns="tk-does-not-exist"} 0`) {
+	if v, ok := promValue(t, b, "tcpkeep_audit_success", "netns", "tk-does-not-exist"); err != nil || !ok || v != 0 {
 		t.Fatalf("failed audit: %s holds %q (%v), want tcpkeep_audit_success 0", pf, b, err)
 	}
 	promtool(t, b)

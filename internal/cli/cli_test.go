@@ -38,7 +38,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--netns", "..", "sysctl"}, "not a namespace name"},
 		{[]string{"--all-netns", "--netns", "self", "sysctl"}, "without --netns"},
 		{[]string{"conns", "--netns", "x", "--all-netns"}, "without --netns"},
-		{[]string{"--all-netns", "version"}, "--all-netns goes with sysctl, conns, audit, kill and arm"},
+		{[]string{"--all-netns", "version"}, "--all-netns goes with sysctl, conns, audit, kill, arm and watch"},
 		{[]string{"probe", "--all-netns", "serve"}, "--all-netns goes with"},
 		{[]string{"probe", "serve", "--listen", "127.0.0.1:99999"}, "0 to 65535"},
 		{[]string{"probe", "serve", "--read-timeout", "10ms"}, "at least 1s"},
@@ -112,7 +112,7 @@ func TestAuditUsageErrorsExit3(t *testing.T) {
 		{[]string{"audit", "--max-idle", "later"}, "not a duration"},
 		{[]string{"audit", "--prom-file", "/no/such/dir/x.prom"}, "does not exist"},
 		{[]string{"audit", "--path-idle-timeout", "500ms"}, "want at least 1s"},
-		{[]string{"audit", "-o", "csv"}, "table, json, ndjson or prom"},
+		{[]string{"audit", "-o", "csv"}, "table, json, ndjson, prom or nagios"},
 	} {
 		r := runCLI(t, withKernel(fakeNS(t)), tc.args...)
 		if r.code != auditUnknown {
@@ -193,7 +193,7 @@ func TestHelpSaysExitCodesAndFormats(t *testing.T) {
 			t.Errorf("tcpkeep -h lacks %q", want)
 		}
 	}
-	for cmd, formats := range map[string]string{"audit": "table, json, ndjson or prom", "conns": "table, json or ndjson", "kill": "table, json or ndjson"} {
+	for cmd, formats := range map[string]string{"audit": "table, json, ndjson, prom or nagios", "conns": "table, json or ndjson", "kill": "table, json or ndjson"} {
 		out := runCLI(t, nil, cmd, "-h").stdout
 		if !strings.Contains(out, "-o, --output FORMAT") || !strings.Contains(out, "output FORMAT: "+formats+" (default table)") {
 			t.Errorf("%s -h: -o does not list %s:\n%s", cmd, formats, out)
@@ -341,15 +341,7 @@ func TestAuditExit(t *testing.T) {
 		{"critical at fail-on critical", audit.Critical, audit.Critical, auditCritical},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := auditExit(tc.worst, tc.failOn)
-			got := auditOK
-			var ee *exitCodeError
-			if errors.As(err, &ee) {
-				got = ee.code
-			} else if err != nil {
-				t.Fatalf("error %v", err)
-			}
-			if got != tc.want {
+			if got := auditCode(tc.worst, tc.failOn); got != tc.want {
 				t.Fatalf("exit %d, want %d", got, tc.want)
 			}
 		})

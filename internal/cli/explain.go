@@ -40,6 +40,9 @@ func inNS(ns netns.NS, err error) error {
 // explain is err with what to do about it: the one wording each failure has,
 // naming what is missing, whichever command met it.
 func explain(err error) string {
+	if err == nil {
+		return ""
+	}
 	msg, hint := err.Error(), hint(err)
 	if hint == "" || strings.Contains(msg, hint) {
 		return msg

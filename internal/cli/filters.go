@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/audit"
+	"github.com/tcpkeep/tcpkeep/internal/flagval"
 )
 
 // The socket filters conns, audit and kill share (DESIGN.md, Command line). The
@@ -33,11 +36,11 @@ type filterFlags struct {
 // addFilterFlags adds the shared filter flags to fs.
 func addFilterFlags(fs *pflag.FlagSet, f *filterFlags, states string) {
 	parseStates := func(s string) (diag.StateSet, error) { f.statesText = s; return diag.ParseStates(s) }
-	fs.Var(&value[diag.StateSet]{v: &f.states, arg: "LIST", parse: parseStates}, "state", states)
-	fs.Var(&value[diag.PortRange]{v: &f.sport, arg: "P|LO-HI", parse: diag.ParsePortRange}, "sport", "local port, or an inclusive range")
-	fs.Var(&value[diag.PortRange]{v: &f.dport, arg: "P|LO-HI", parse: diag.ParsePortRange}, "dport", "remote port, or an inclusive range")
-	fs.Var(&value[netip.Prefix]{v: &f.src, arg: "ADDR[/BITS]", parse: diag.ParsePrefix}, "src", "local address or prefix")
-	fs.Var(&value[netip.Prefix]{v: &f.dst, arg: "ADDR[/BITS]", parse: diag.ParsePrefix}, "dst", "remote address or prefix")
+	fs.Var(&flagval.Value[diag.StateSet]{V: &f.states, Arg: "LIST", Parse: parseStates}, "state", states)
+	fs.Var(&flagval.Value[diag.PortRange]{V: &f.sport, Arg: "P|LO-HI", Parse: diag.ParsePortRange}, "sport", "local port, or an inclusive range")
+	fs.Var(&flagval.Value[diag.PortRange]{V: &f.dport, Arg: "P|LO-HI", Parse: diag.ParsePortRange}, "dport", "remote port, or an inclusive range")
+	fs.Var(&flagval.Value[netip.Prefix]{V: &f.src, Arg: "ADDR[/BITS]", Parse: diag.ParsePrefix}, "src", "local address or prefix")
+	fs.Var(&flagval.Value[netip.Prefix]{V: &f.dst, Arg: "ADDR[/BITS]", Parse: diag.ParsePrefix}, "dst", "remote address or prefix")
 	fs.BoolVarP(&f.v4, "ipv4", "4", false, "IPv4 sockets only")
 	fs.BoolVarP(&f.v6, "ipv6", "6", false, "IPv6 sockets only")
 }
@@ -97,7 +100,7 @@ type selectFlags struct {
 func addSelectFlags(fs *pflag.FlagSet, s *selectFlags, verb, states string) {
 	addFilterFlags(fs, &s.filterFlags, states)
 	parse := func(v string) ([]audit.Code, error) { return parseFindings(s.codes, v, verb) }
-	fs.Var(&value[[]audit.Code]{v: &s.codes, arg: "CODES", parse: parse}, "finding", verb+" sockets flagged with these finding codes, comma-separated (see above)")
+	fs.Var(&flagval.Value[[]audit.Code]{V: &s.codes, Arg: "CODES", Parse: parse}, "finding", verb+" sockets flagged with these finding codes, comma-separated (see above)")
 	addThresholdFlags(fs, &s.th, verb == "close")
 }
 
@@ -117,22 +120,32 @@ func (s *selectFlags) selection(fs *pflag.FlagSet, cmd, verb string, def diag.St
 		return nil, false, usagef("%s: say what to %s: filters that narrow (--state, --sport, --dport, --src, --dst, -4, -6), --finding CODE or --%s N; tcpkeep never %ss everything by default (see -h)", cmd, verb, other, verb)
 	}
 	listeners = s.namesListening()
-	for _, c := range s.codes {
-		switch {
-		case c == audit.PeerLimitExceeded && cmd != "kill":
-			return nil, false, usagef("--finding peer_limit_exceeded selects a peer's surplus connections, which kill --max-per-peer closes; %s acts on what a rule flags one socket at a time", cmd)
-		case c == audit.PeerLimitExceeded && !fs.Changed("max-per-peer"):
-			return nil, false, usagef("--finding peer_limit_exceeded needs --max-per-peer N: the limit it enforces")
-		case c == audit.IdleOverlong && s.th.IdleLimit <= 0:
-			return nil, false, usagef("--finding idle_overlong needs --idle-limit D: how long a connection may stay idle, as 1h")
-		case c == audit.ListenQueueFull && !listeners:
-			return nil, false, usagef("--finding listen_queue_full %ss listeners: add --state listening to say so", verb)
-		}
+	if err := checkCodes(s.codes, "--finding", cmd, verb, &s.th, fs.Changed("max-per-peer"), listeners); err != nil {
+		return nil, false, err
 	}
 	if !listeners {
 		filter.States &^= diag.Of(diag.StateListen)
 	}
 	return filter, listeners, nil
+}
+
+// checkCodes refuses the finding codes of flag whose selection needs what was
+// not given: perPeer says --max-per-peer was, listeners that --state names
+// LISTEN.
+func checkCodes(codes []audit.Code, flag, cmd, verb string, th *thresholdFlags, perPeer, listeners bool) error {
+	for _, c := range codes {
+		switch {
+		case c == audit.PeerLimitExceeded && cmd == "arm":
+			return usagef("%s peer_limit_exceeded selects a peer's surplus connections, which kill --max-per-peer closes; %s acts on what a rule flags one socket at a time", flag, cmd)
+		case c == audit.PeerLimitExceeded && !perPeer:
+			return usagef("%s peer_limit_exceeded needs --max-per-peer N: the limit it enforces", flag)
+		case c == audit.IdleOverlong && th.IdleLimit <= 0:
+			return usagef("%s idle_overlong needs --idle-limit D: how long a connection may stay idle, as 1h", flag)
+		case c == audit.ListenQueueFull && !listeners:
+			return usagef("%s listen_queue_full %ss listeners: add --state listening to say so", flag, verb)
+		}
+	}
+	return nil
 }
 
 // parseFindings adds the finding codes of s, comma-separated, to codes: codes
@@ -164,4 +177,40 @@ func addThresholdFlags(fs *pflag.FlagSet, f *thresholdFlags, perPeer bool) {
 		countVar(fs, &f.MaxPerPeer, 1, 1<<30, "max-per-peer", "peer_limit_exceeded: flag a remote address with more connections to one local port (default off)")
 	}
 	atLeastVar(fs, &f.PathIdleTimeout, time.Second, "path-idle-timeout", "keepalive_after_path_timeout: how long the path keeps an idle flow (default: the namespace's nf_conntrack_tcp_timeout_established, if loaded)")
+}
+
+// auditFlags are the flags of the commands that audit, audit and watch: the
+// rules' thresholds, the filters, --sockopts and --prom-file.
+type auditFlags struct {
+	fs       *pflag.FlagSet
+	th       thresholdFlags
+	filt     filterFlags
+	sockopts *bool
+	promFile *string
+}
+
+// addAuditFlags adds them to fs; promWhen says when --prom-file is written.
+func addAuditFlags(fs *pflag.FlagSet, a *auditFlags, promWhen string) {
+	a.fs = fs
+	addThresholdFlags(fs, &a.th, true)
+	addFilterFlags(fs, &a.filt, "states or groups to check, comma-separated (default: all, listeners and TIME_WAIT included)")
+	a.sockopts = fs.Bool("sockopts", false, "read the owners' real keepalive options (pidfd_getfd, Linux 5.6; scans /proc)")
+	a.promFile = fs.String("prom-file", "", "also write the metrics in node_exporter textfile format to this file"+promWhen+", atomically; `PATH`")
+}
+
+// config checks them, and that the codes watch's --kill closes can be
+// closed with them, and makes the audit's configuration.
+func (a *auditFlags) config(kill []audit.Code) (audit.Config, error) {
+	if err := checkCodes(kill, "--kill", "watch", "close", &a.th, a.fs.Changed("max-per-peer"), a.filt.namesListening()); err != nil {
+		return audit.Config{}, err
+	}
+	if dir := filepath.Dir(*a.promFile); *a.promFile != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return audit.Config{}, usagef("--prom-file %s: directory %s does not exist", *a.promFile, dir)
+		}
+	}
+	cfg := a.th.Config
+	var err error
+	cfg.Filter, err = a.filt.filter(diag.StatesAll)
+	return cfg, err
 }

@@ -21,7 +21,7 @@ var commands []command
 
 func init() {
 	commands = []command{{"sysctl", runSysctl}, {"conns", runConns}, {"audit", runAudit}, {"kill", runKill}, {"arm", runArm},
-		{"probe", runProbe}, {"version", runVersion}, {"help", runHelp}}
+		{"watch", runWatch}, {"probe", runProbe}, {"version", runVersion}, {"help", runHelp}}
 }
 
 // lookup finds a command by name.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/tcpkeep/tcpkeep/internal/flagval"
 	"github.com/tcpkeep/tcpkeep/internal/netns"
 	"github.com/tcpkeep/tcpkeep/internal/report"
 	"github.com/tcpkeep/tcpkeep/probe"
@@ -70,7 +71,7 @@ func probeClient(e *env, args []string) error {
 	durationVar(fs, &timeout, "timeout", "how long a ping waits for its answer before it is a miss, at most --interval (default: --interval)")
 	countVar(fs, &misses, 1, 1000, "misses", "pings in a row unanswered that declare the peer dead")
 	countVar(fs, &count, 1, 1<<31-1, "count", "stop after N pings (default: until dead or interrupted)")
-	fs.Var(&value[sysctl.Keepalive]{v: &ka, arg: "IDLE/INTVL/CNT", parse: sysctl.ParseKeepalive}, "keepalive",
+	fs.Var(&flagval.Value[sysctl.Keepalive]{V: &ka, Arg: "IDLE/INTVL/CNT", Parse: sysctl.ParseKeepalive}, "keepalive",
 		"turn SO_KEEPALIVE on with this TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, as 60s/10s/5 (default: keepalive off)")
 	durationVar(fs, &userTimeout, "user-timeout", "set TCP_USER_TIMEOUT: unacknowledged data for this long drops the connection")
 	addr, err := probeArgs(e, fs, "probe", args)

@@ -18,6 +18,13 @@ func runVersion(e *env, args []string) error {
 	if err := parseCommand(e, fs, args, "table", "json", "ndjson"); err != nil {
 		return err
 	}
+	b := build()
+	v := report.Version{Version: b.Version, Commit: b.Commit, Go: b.GoVersion, OS: runtime.GOOS, Arch: runtime.GOARCH}
+	return report.WriteVersion(e.stdout, e.format(), e.meta("self"), v)
+}
+
+// build is which tcpkeep this is: what version prints and tcpkeep_build_info says.
+func build() report.BuildInfo {
 	c := commit
 	if c == "" {
 		c = "unknown"
@@ -29,6 +36,5 @@ func runVersion(e *env, args []string) error {
 			}
 		}
 	}
-	v := report.Version{Version: version, Commit: c, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
-	return report.WriteVersion(e.stdout, e.format(), e.meta("self"), v)
+	return report.BuildInfo{Version: version, Commit: c, GoVersion: runtime.Version()}
 }

@@ -44,6 +44,13 @@ func (f *Fake) Add(s ...diag.Socket) {
 	f.sockets = append(f.sockets, s...)
 }
 
+// Set replaces the sockets: what the next dump hands out.
+func (f *Fake) Set(s ...diag.Socket) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sockets = append([]diag.Socket(nil), s...)
+}
+
 // Destroyed lists the cookies of the sockets destroyed, in order.
 func (f *Fake) Destroyed() []uint64 {
 	f.mu.Lock()

@@ -122,6 +122,9 @@ type Config struct {
 	Listeners bool
 	// DryRun selects and reports, and destroys nothing.
 	DryRun bool
+	// Max, when positive, ends the run once this many sockets are selected: a
+	// bound on what one run may close (an agent's per-interval budget).
+	Max int
 	// Owners finds the process holding a selected socket; nil: none.
 	Owners *proc.Index
 	// ViaOwner, when not nil, closes through it instead of with SOCK_DESTROY
@@ -261,6 +264,9 @@ func run1(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*
 			if handled != nil {
 				handled[s.Cookie] = true
 			}
+			if r.full() {
+				return r.sum, nil
+			}
 			continue
 		}
 		if peers != nil {
@@ -288,6 +294,9 @@ func run1(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*
 				if r.stop != nil {
 					return r.sum, r.stop
 				}
+				if r.full() {
+					return r.sum, nil
+				}
 			}
 			continue
 		}
@@ -297,10 +306,16 @@ func run1(ctx context.Context, cfg Config, dump Dumper, d Destroyer, emit func(*
 			if r.stop != nil {
 				return r.sum, r.stop
 			}
+			if r.full() {
+				return r.sum, nil
+			}
 		}
 	}
 	return r.sum, nil
 }
+
+// full says Config.Max sockets are selected: the run ends.
+func (r *run) full() bool { return r.cfg.Max > 0 && r.sum.Selected >= r.cfg.Max }
 
 // candidate: may s be selected at all?
 func (r *run) candidate(s *diag.Socket) bool {

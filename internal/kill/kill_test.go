@@ -506,3 +506,33 @@ func TestStopsAtFirstRefusal(t *testing.T) {
 		t.Errorf("%d connections left, want all 3", n)
 	}
 }
+
+// TestMaxEndsTheRun: with Max, a run closes that many sockets and leaves the
+// rest alone, however many are selected.
+func TestMaxEndsTheRun(t *testing.T) {
+	ns := testnet.NewNS(t)
+	l := ns.Listen("127.0.0.1:0")
+	serve(t, l)
+	var conns []net.Conn
+	for range 5 {
+		conns = append(conns, ns.Dial(l.Addr().String()))
+	}
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	cfg := kill.Config{Filter: &diag.Filter{DPort: diag.PortRange{Lo: port, Hi: port}}, All: true, Max: 2}
+	acts, sum, err := run(t, ns, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acts) != 2 || sum.Selected != 2 || sum.Closed != 2 {
+		t.Fatalf("Max 2: %d actions, summary %+v, want 2 selected and closed", len(acts), sum)
+	}
+	alives := 0
+	for _, c := range conns {
+		if alive(t, c) == nil {
+			alives++
+		}
+	}
+	if alives != 3 {
+		t.Errorf("%d connections alive after closing 2 of 5, want 3", alives)
+	}
+}

@@ -29,8 +29,8 @@ const AllNetNS = "*"
 //     netns_total's keys}}.
 //   - table: each namespace's table under a heading line that names it, a
 //     blank line between two, then a line with the total.
-//   - prom: nothing: the caller writes the metrics of every namespace at the
-//     end (a metric's series must be together).
+//   - prom, nagios: nothing: the caller writes the metrics of every namespace
+//     (a metric's series must be together) or the one status line at the end.
 //
 // A Frame is the writer a netns.Walker writes to: it puts the separator
 // between two namespaces' output (Next marks where one ends), so that a
@@ -172,7 +172,7 @@ type NetNSError struct {
 func (fr *Frame) Error(e *NetNSError) error {
 	var b []byte
 	switch fr.f {
-	case Prom:
+	case Prom, Nagios:
 		return nil
 	case Table:
 		if e.Headed {
@@ -308,7 +308,7 @@ func (fr *Frame) Close(t *Total) error {
 	took := time.Since(fr.start)
 	var b []byte
 	switch fr.f {
-	case Prom:
+	case Prom, Nagios:
 		return fr.err
 	case Table:
 		fr.Next()

@@ -167,17 +167,26 @@ func TestHeaderKeys(t *testing.T) {
 func TestPromManyNamespaces(t *testing.T) {
 	ct := 300 * time.Second
 	sum := &audit.Summary{Findings: map[audit.Code]*[audit.Critical + 1]int{}}
-	b := string(AppendAuditProm(nil,
-		PromAudit{NetNS: "pid:1", Tunables: &sysctl.Tunables{Keepalive: sysctl.Defaults}, Summary: sum},
-		PromAudit{NetNS: "blue", Tunables: &sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: &ct}, Summary: sum},
-		PromAudit{NetNS: `we"ird`}))
+	m := NewMetrics(BuildInfo{})
+	for _, p := range []PromAudit{
+		{NetNS: "pid:1", Tunables: &sysctl.Tunables{Keepalive: sysctl.Defaults}, Summary: sum},
+		{NetNS: "blue", Tunables: &sysctl.Tunables{Keepalive: sysctl.Defaults, ConntrackEstablished: &ct}, Summary: sum},
+		{NetNS: `we"ird`},
+	} {
+		m.SetAudit(p)
+	}
+	var out bytes.Buffer
+	if err := m.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	b := out.String()
 	for _, name := range []string{"tcpkeep_audit_success", "tcpkeep_keepalive_time_seconds", "tcpkeep_conntrack_established_timeout_seconds", "tcpkeep_sockets"} {
 		if n := strings.Count(b, "# TYPE "+name+" "); n != 1 {
 			t.Errorf("%s has %d TYPE lines, want 1", name, n)
 		}
 	}
 	for _, want := range []string{
-		"tcpkeep_audit_success{netns=\"pid:1\"} 1\ntcpkeep_audit_success{netns=\"blue\"} 1\ntcpkeep_audit_success{netns=\"we\\\"ird\"} 0\n",
+		"tcpkeep_audit_success{netns=\"blue\"} 1\ntcpkeep_audit_success{netns=\"pid:1\"} 1\ntcpkeep_audit_success{netns=\"we\\\"ird\"} 0\n",
 		"# TYPE tcpkeep_conntrack_established_timeout_seconds gauge\ntcpkeep_conntrack_established_timeout_seconds{netns=\"blue\"} 300\n# HELP",
 	} {
 		if !strings.Contains(b, want) {

@@ -14,7 +14,9 @@ import (
 // AuditWriter writes an audit: in ndjson a "finding" line per finding as it
 // comes and an "audit_summary" line; in json one "audit" document with the
 // findings, the summary and the tunables; in the table the findings grouped by
-// severity, then code, and a summary line; in prom the metrics alone.
+// severity, then code, and a summary line. In prom and nagios it writes
+// nothing: the caller writes the metrics (Metrics) or the status line
+// (AppendNagios) of every namespace audited, at the end.
 type AuditWriter struct {
 	st    *stream
 	words Words
@@ -67,17 +69,12 @@ func appendFindingFields(dst []byte, f *audit.Finding, w Words, first bool) []by
 	return dst
 }
 
-// Finish writes the summary (and, in json, the tunables), or the metrics.
+// Finish writes the summary (and, in json, the tunables).
 func (aw *AuditWriter) Finish(sum *audit.Summary, ns string) error {
 	st := aw.st
 	switch st.f {
-	case Prom:
-		p := PromAudit{NetNS: ns, Start: st.m.TS, Tunables: &sum.Tunables}
-		if !sum.Interrupted {
-			p.Summary = sum
-		}
-		st.buf = AppendAuditProm(st.buf, p)
-		return st.flush()
+	case Prom, Nagios:
+		return nil
 	case Table:
 		aw.table(sum, ns)
 		return st.flush()
@@ -110,7 +107,7 @@ func (aw *AuditWriter) Finish(sum *audit.Summary, ns string) error {
 // far, and no summary (the json document is closed without one); the table
 // writes nothing.
 func (aw *AuditWriter) Abort() error {
-	if aw.st.f == Table || aw.st.f == Prom {
+	if aw.st.f == Table || aw.st.f == Prom || aw.st.f == Nagios {
 		return nil
 	}
 	return aw.st.abort()

@@ -71,18 +71,25 @@ func (kw *KillWriter) Action(a *kill.Action) error {
 		return st.err
 	}
 	first := st.begin("action")
-	st.buf = appendKey(st.buf, "action", first)
-	st.buf = appendString(st.buf, "kill")
-	st.buf = appendSocket(appendKey(st.buf, "socket", false), a.Socket, a.Owner, nil)
-	st.buf = appendStr(st.buf, "reason", a.Reason)
-	if msg != "" {
-		st.buf = appendStr(st.buf, "message", msg)
-	}
-	st.buf = appendStr(st.buf, "result", a.Result.String())
-	if a.Err != nil {
-		st.buf = appendStr(st.buf, "error", oneLine(a.Err.Error()))
-	}
+	st.buf = appendActionFields(st.buf, a, msg, first)
 	return st.end()
+}
+
+// appendActionFields appends a kill's action: action (kill), socket, reason,
+// message, result and error.
+func appendActionFields(dst []byte, a *kill.Action, msg string, first bool) []byte {
+	dst = appendKey(dst, "action", first)
+	dst = appendString(dst, "kill")
+	dst = appendSocket(appendKey(dst, "socket", false), a.Socket, a.Owner, nil)
+	dst = appendStr(dst, "reason", a.Reason)
+	if msg != "" {
+		dst = appendStr(dst, "message", msg)
+	}
+	dst = appendStr(dst, "result", a.Result.String())
+	if a.Err != nil {
+		dst = appendStr(dst, "error", oneLine(a.Err.Error()))
+	}
+	return dst
 }
 
 // Finish writes the summary and flushes.

@@ -1,7 +1,8 @@
 // Package report renders every record tcpkeep writes: sockets, findings,
 // actions, tunables, changes and recommendations of them, heartbeats, summaries
 // and the version; for people (table), for programs (json, ndjson) and for
-// Prometheus (prom, the node_exporter textfile format). It is also where
+// Prometheus (prom, the node_exporter textfile format, from the metrics'
+// definitions in Metrics) and for Nagios and Icinga (nagios). It is also where
 // findings are put in words: the libraries return facts, and the sentences here
 // name the flags and write the command lines that act on them.
 //
@@ -27,6 +28,8 @@ const (
 	JSON   Format = "json"
 	NDJSON Format = "ndjson"
 	Prom   Format = "prom"
+	// Nagios is the monitoring plugin's status line with performance data.
+	Nagios Format = "nagios"
 )
 
 // Meta is what every record carries besides its own fields.

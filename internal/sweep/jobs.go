@@ -272,9 +272,10 @@ func (x *Arm) Run(ctx context.Context, t *Target) error {
 }
 
 // Proms gathers the metrics of many namespaces' audits (Audit.Prom), to be
-// written together in the order of the namespaces. It is safe for concurrent
-// use.
+// written together (report.Metrics). It is safe for concurrent use.
 type Proms struct {
+	// Build is which tcpkeep writes them (tcpkeep_build_info).
+	Build report.BuildInfo
 	// Failed is what is written when no audit was added: one that failed
 	// before it started.
 	Failed report.PromAudit
@@ -284,20 +285,24 @@ type Proms struct {
 }
 
 // Write writes the metrics to w (if toW) and, atomically, to the file at path
-// ("" for none; report.WritePromFile).
+// ("" for none; report.Metrics.WriteFile).
 func (p *Proms) Write(w io.Writer, toW bool, path string) error {
 	ps := p.List()
 	if len(ps) == 0 {
 		ps = []report.PromAudit{p.Failed}
 	}
+	m := report.NewMetrics(p.Build)
+	for _, a := range ps {
+		m.SetAudit(a)
+	}
 	var err error
 	if toW {
-		if _, werr := w.Write(report.AppendAuditProm(nil, ps...)); werr != nil {
+		if werr := m.Write(w); werr != nil {
 			err = fmt.Errorf("write output: %w", werr)
 		}
 	}
 	if path != "" {
-		if perr := report.WritePromFile(path, ps...); perr != nil {
+		if perr := m.WriteFile(path); perr != nil {
 			err = errors.Join(err, fmt.Errorf("--prom-file %s: %w", path, perr))
 		}
 	}
