@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -178,34 +177,10 @@ func (ns NS) Do(fn func() error) error {
 		// (a container or unit with only CAP_NET_ADMIN could not run at all).
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		back, err := ns.enter()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := back(); err != nil {
-			// The thread stays locked: Go ends it with this goroutine.
-			errc <- errors.Join(ferr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// enter switches the locked calling thread into ns and returns how to come back.
-// A refusal is a *PermissionError naming the capability this process lacks.
-func (ns NS) enter() (back func() error, err error) {
 	target, err := ns.open()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer target.Close()
-	return enterFile(target, ns.String())
+	return onThreadIn(target, ns.String(), fn)
 }
