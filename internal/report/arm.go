@@ -45,16 +45,7 @@ func (aw *ArmWriter) Action(a *kill.ArmAction) error {
 		msg = aw.words.Message(a.Finding)
 	}
 	if t := aw.table; t != nil {
-		s := a.Socket
-		t.cell(a.Result.String())
-		t.cell(a.Reason)
-		t.cell(s.State.String())
-		t.c = appendLocal(t.c, s)
-		t.end()
-		t.c = appendRemote(t.c, s)
-		t.end()
-		t.c = appendIdle(t.c, s)
-		t.end()
+		actionCells(t, a.Result.String(), a.Reason, a.Socket)
 		if aw.procs {
 			t.c = appendProcess(t.c, a.Owner)
 			if a.Owner != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/tcpkeep/tcpkeep/diag"
 	"github.com/tcpkeep/tcpkeep/internal/kill"
 )
 
@@ -44,16 +45,7 @@ func (kw *KillWriter) Action(a *kill.Action) error {
 		msg = kw.words.Message(a.Finding)
 	}
 	if t := kw.table; t != nil {
-		s := a.Socket
-		t.cell(a.Result.String())
-		t.cell(a.Reason)
-		t.cell(s.State.String())
-		t.c = appendLocal(t.c, s)
-		t.end()
-		t.c = appendRemote(t.c, s)
-		t.end()
-		t.c = appendIdle(t.c, s)
-		t.end()
+		actionCells(t, a.Result.String(), a.Reason, a.Socket)
 		if kw.procs {
 			t.c = appendProcess(t.c, a.Owner)
 			t.end()
@@ -132,3 +124,17 @@ func (kw *KillWriter) Finish(s *kill.Summary) error {
 
 // oneLine makes an error one line.
 func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+// actionCells writes the cells every action table starts with (kill's and
+// arm's): result, reason, state, local, remote, idle.
+func actionCells(t *table, result, reason string, s *diag.Socket) {
+	t.cell(result)
+	t.cell(reason)
+	t.cell(s.State.String())
+	t.c = appendLocal(t.c, s)
+	t.end()
+	t.c = appendRemote(t.c, s)
+	t.end()
+	t.c = appendIdle(t.c, s)
+	t.end()
+}
