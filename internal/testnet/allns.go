@@ -268,25 +268,7 @@ func connectLoopback(n int) error {
 	if err := unix.Listen(l, 4096); err != nil {
 		return err
 	}
-	for done := 0; done < n; {
-		batch := min(n-done, 2048) // what the accept queue holds
-		for range batch {
-			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("socket after %d connections: %w", done, err)
-			}
-			if err := unix.Connect(c, sa); err != nil {
-				return fmt.Errorf("connect after %d connections: %w", done, err)
-			}
-		}
-		for range batch {
-			if _, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC); err != nil {
-				return fmt.Errorf("accept after %d connections: %w", done, err)
-			}
-		}
-		done += batch
-	}
-	return nil
+	return connectAccept(l, sa, n)
 }
 
 // RunWithoutCaps runs the test named test (a function of the same test binary)

@@ -154,23 +154,8 @@ func holdConns(spec string) error {
 	// Plain blocking system calls: the connections are only held, never used,
 	// so they need no poller. Connect a batch (the accept queue holds it), then
 	// accept it.
-	for done := 0; done < count; {
-		batch := min(count-done, 2048)
-		for range batch {
-			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("socket after %d connections: %w", done, err)
-			}
-			if err := unix.Connect(c, sa); err != nil {
-				return fmt.Errorf("connect after %d connections: %w", done, err)
-			}
-		}
-		for range batch {
-			if _, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC); err != nil {
-				return fmt.Errorf("accept after %d connections: %w", done, err)
-			}
-		}
-		done += batch
+	if err := connectAccept(l, sa, count); err != nil {
+		return err
 	}
 	fmt.Printf("ready %d\n", count)
 	io.Copy(io.Discard, os.Stdin)
@@ -194,4 +179,29 @@ func BenchSockets(b testing.TB) []int {
 		ns = append(ns, n)
 	}
 	return ns
+}
+
+// connectAccept connects n IPv4 sockets to the listener l listens on at sa and
+// accepts them, a batch at a time (what the accept queue holds), and keeps
+// every descriptor open: the calling process holds both ends.
+func connectAccept(l int, sa *unix.SockaddrInet4, n int) error {
+	for done := 0; done < n; {
+		batch := min(n-done, 2048)
+		for range batch {
+			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("socket after %d connections: %w", done, err)
+			}
+			if err := unix.Connect(c, sa); err != nil {
+				return fmt.Errorf("connect after %d connections: %w", done, err)
+			}
+		}
+		for range batch {
+			if _, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC); err != nil {
+				return fmt.Errorf("accept after %d connections: %w", done, err)
+			}
+		}
+		done += batch
+	}
+	return nil
 }
