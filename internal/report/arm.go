@@ -26,12 +26,7 @@ type ArmWriter struct {
 func NewArmWriter(w io.Writer, f Format, m Meta, words Words, dryRun, procs bool) *ArmWriter {
 	aw := &ArmWriter{st: newStream(w, f, m), words: words, dryRun: dryRun, procs: procs}
 	if f == Table {
-		heads := []string{"RESULT", "REASON", "STATE", "LOCAL", "REMOTE", "IDLE"}
-		if procs {
-			heads = append(heads, "PROCESS")
-		}
-		aw.table = newTable(append(heads, "BEFORE", "AFTER")...)
-		aw.table.headless = true // nothing selected: one line says so
+		aw.table = newActionTable(procs, "BEFORE", "AFTER")
 	}
 	aw.st.doc("arm", "actions", func(b []byte) []byte { return appendBool(b, "dry_run", dryRun) })
 	return aw

@@ -26,12 +26,7 @@ type KillWriter struct {
 func NewKillWriter(w io.Writer, f Format, m Meta, words Words, dryRun, procs bool) *KillWriter {
 	kw := &KillWriter{st: newStream(w, f, m), words: words, dryRun: dryRun, procs: procs}
 	if f == Table {
-		heads := []string{"RESULT", "REASON", "STATE", "LOCAL", "REMOTE", "IDLE"}
-		if procs {
-			heads = append(heads, "PROCESS")
-		}
-		kw.table = newTable(heads...)
-		kw.table.headless = true // nothing selected: one line says so
+		kw.table = newActionTable(procs)
 	}
 	kw.st.doc("kill", "actions", func(b []byte) []byte { return appendBool(b, "dry_run", dryRun) })
 	return kw
@@ -124,6 +119,19 @@ func (kw *KillWriter) Finish(s *kill.Summary) error {
 
 // oneLine makes an error one line.
 func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+// newActionTable is the table every action table is (kill's and arm's): the
+// cells actionCells writes, PROCESS with procs, then extra columns. It has no
+// header until a row comes: with nothing selected, one line says so.
+func newActionTable(procs bool, extra ...string) *table {
+	heads := []string{"RESULT", "REASON", "STATE", "LOCAL", "REMOTE", "IDLE"}
+	if procs {
+		heads = append(heads, "PROCESS")
+	}
+	t := newTable(append(heads, extra...)...)
+	t.headless = true
+	return t
+}
 
 // actionCells writes the cells every action table starts with (kill's and
 // arm's): result, reason, state, local, remote, idle.
